@@ -1,0 +1,422 @@
+"""The deduplication engine: from queued articles to verified duplicates and clusters.
+
+A batch goes through four steps, each a constant number of Redis round trips
+whatever the batch size:
+
+1. read the article records;
+2. analyse the pages and learn/read boilerplate per source (one script);
+3. compute signatures for the whole batch, insert them into the LSH buckets
+   and get the candidates back (one script: insert-and-read is atomic, so two
+   copies handled at the same moment by two workers always meet);
+4. verify candidates with the estimated Jaccard and containment, then place
+   every article in a cluster with one compare-and-set transaction (retried on
+   a concurrent change), which also marks it done and acknowledges the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import numpy.typing as npt
+import redis
+
+from . import keys
+from .clustering import Placement, plan
+from .config import Config
+from .errors import ProcessingError
+from .minhash import Banding, containments, jaccard, signatures
+from .prepare import Page, analyse, body, boilerplate_lines, clean_text
+from .records import members_of, n4, now_ms, pack_sig, pack_text, unpack_json, unpack_sig
+from .store import Scripts, Txn
+from .text import is_cjk_dominant, shingle_hashes, token_hashes
+
+log = logging.getLogger(__name__)
+
+MIN_CONTAINMENT_SHINGLES = 20  # containment of a tiny text in a big one says nothing
+MAX_BUCKET_MEMBERS = 4096  # a pathological bucket (boilerplate-only pages) stops growing
+MAX_CANDIDATES = 2000
+TXN_RETRIES = 50
+
+
+@dataclass
+class Features:
+    """What the engine derives from one page."""
+
+    page: Page
+    boilerplate: set[int]
+    body: str
+    tokens: int
+    shingles: npt.NDArray[np.uint64]
+    sig: npt.NDArray[np.uint32] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.shingles)
+
+
+@dataclass
+class Edge:
+    n: int
+    similarity: float
+    containment: float  # the larger of the two containments
+
+    @property
+    def score(self) -> float:
+        return max(self.similarity, self.containment)
+
+
+@dataclass
+class Job:
+    """One stream entry being processed."""
+
+    entry_id: bytes
+    n: int
+    ver: int
+    record: dict[bytes, bytes] = field(default_factory=dict)
+    features: Features | None = None
+    candidates: list[int] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    skip: str | None = None  # why the entry needs no work (acknowledged only)
+    error: str | None = None  # permanent failure (dead-lettered at once)
+
+
+def source_key(source: str | None, url: str | None) -> str:
+    """Boilerplate is learned per source: the given source, else the URL's host."""
+    if source:
+        return source.strip().casefold()[:200]
+    if url:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if host:
+            return host.casefold()
+    return "_"
+
+
+class Engine:
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self.r = client
+        self.cfg = config
+        self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm, config.lsh_bucket_bits)
+        self.scripts = Scripts(client)
+
+    # ------------------------------------------------------------------ analysis
+
+    def analyse_pages(self, pages: Sequence[Page], sources: Sequence[str], learn: bool) -> list[Features]:
+        """Boilerplate (learned per source in Redis), body, tokens and shingles of each page."""
+        txn_keys: list[str] = []
+        argv: list[bytes | str | int] = ["1" if learn else "0"]
+        for page, src in zip(pages, sources):
+            txn_keys.append(keys.boilerplate(src))
+            shapes = page.shapes
+            argv.extend((len(txn_keys), len(shapes), *shapes))
+        rows = self.scripts.boilerplate(keys=txn_keys, args=argv) if pages else []
+        out = []
+        for page, row in zip(pages, rows):
+            docs, counts = int(row[0]), [int(c) for c in row[1:]]
+            bp = boilerplate_lines(page, counts, docs, self.cfg.boilerplate_min_docs,
+                                   self.cfg.boilerplate_min_share)
+            out.append(self.features(page, bp))
+        return out
+
+    def features(self, page: Page, bp: set[int]) -> Features:
+        text = body(page, bp)
+        toks, _ = token_hashes(text)
+        k = self.cfg.shingle_cjk if is_cjk_dominant(text) else self.cfg.shingle_latin
+        return Features(page=page, boilerplate=bp, body=text, tokens=len(toks), shingles=shingle_hashes(toks, k))
+
+    def sign(self, feats: Sequence[Features]) -> None:
+        sigs = signatures([f.shingles for f in feats], self.cfg.num_perm)
+        for f, s in zip(feats, sigs):
+            f.sig = s
+
+    def indexable(self, f: Features) -> bool:
+        return f.tokens >= self.cfg.min_tokens and f.size > 0
+
+    # ------------------------------------------------------------------ verification
+
+    def verify(self, f: Features, cands: list[int], data: dict[int, tuple[npt.NDArray[np.uint32], int]]
+               ) -> list[Edge]:
+        """Candidates whose estimated Jaccard or containment makes them duplicates."""
+        ok = [m for m in cands if m in data]
+        if not ok or f.sig is None:
+            return []
+        sigs = np.stack([data[m][0] for m in ok])
+        sizes = np.array([data[m][1] for m in ok], dtype=np.int64)
+        j = jaccard(f.sig, sigs)
+        a_in_b, b_in_a = containments(j, f.size, sizes)
+        small = np.minimum(sizes, f.size) >= MIN_CONTAINMENT_SHINGLES
+        cont = np.where(small, np.maximum(a_in_b, b_in_a), 0.0)
+        hit = (j >= self.cfg.sim_threshold) | (cont >= self.cfg.containment_threshold)
+        return [Edge(n=ok[i], similarity=round(float(j[i]), 4), containment=round(float(cont[i]), 4))
+                for i in np.flatnonzero(hit)]
+
+    def candidate_data(self, ns: Sequence[int]) -> dict[int, tuple[npt.NDArray[np.uint32], int]]:
+        pipe = self.r.pipeline(transaction=False)
+        for m in ns:
+            pipe.hmget(keys.article(m), "sig", "size")
+        out = {}
+        for m, (sig_b, size_b) in zip(ns, pipe.execute()):
+            sig = unpack_sig(sig_b, self.cfg.num_perm) if sig_b else None
+            if sig is not None and size_b is not None:
+                out[m] = (sig, int(size_b))
+        return out
+
+    # ------------------------------------------------------------------ processing
+
+    def process(self, entries: Sequence[tuple[bytes, int, int]]) -> list[Job]:
+        """Process stream entries (id, article number, version); acknowledges what it finishes.
+
+        Raises on storage errors (the entries stay pending and are retried);
+        per-article failures are returned in ``Job.error`` / raised as ProcessingError
+        only when the whole batch cannot proceed.
+        """
+        jobs = [Job(entry_id=e, n=n, ver=v) for e, n, v in entries]
+        self._load(jobs)
+        live = [j for j in jobs if j.skip is None]
+        pages: list[Page] = []
+        srcs: list[str] = []
+        analysed: list[Job] = []
+        for j in live:
+            try:
+                page = self._page(j)
+            except ProcessingError as exc:
+                j.error = exc.message
+                continue
+            pages.append(page)
+            srcs.append(source_key(_s(j.record.get(b"source")), _s(j.record.get(b"url"))))
+            analysed.append(j)
+        feats = self.analyse_pages(pages, srcs, learn=True)
+        for j, f in zip(analysed, feats):
+            j.features = f
+        self.sign(feats)
+        self._index(analysed)
+        need = sorted({m for j in analysed for m in j.candidates})
+        data = self.candidate_data(need)
+        for j in analysed:
+            assert j.features is not None
+            data[j.n] = (j.features.sig, j.features.size)  # type: ignore[assignment]
+        for j in analysed:
+            assert j.features is not None
+            j.edges = self.verify(j.features, j.candidates, data)
+        self._link(analysed)
+        self._finish_skipped([j for j in jobs if j.skip is not None or j.error is not None])
+        return jobs
+
+    def _load(self, jobs: list[Job]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for j in jobs:
+            pipe.hgetall(keys.article(j.n))
+        for j, rec in zip(jobs, pipe.execute()):
+            j.record = rec
+            if not rec:
+                j.skip = "deleted"
+            elif int(rec.get(b"ver", b"0")) != j.ver:
+                j.skip = "superseded"
+            elif rec.get(b"status") in (b"done", b"failed"):
+                j.skip = "already processed"
+
+    def _page(self, j: Job) -> Page:
+        try:
+            payload = unpack_json(j.record.get(b"payload"))
+        except Exception as exc:  # a corrupt record is a permanent failure, not a crash
+            raise ProcessingError(f"stored payload cannot be read: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise ProcessingError("stored payload is missing")
+        title = _s(j.record.get(b"title")) or ""
+        page = analyse(title, text=payload.get("text"), html=payload.get("html"))
+        if not any(ln.ntok for ln in page.lines):
+            raise ProcessingError("no text found in the page" if payload.get("html") is not None
+                                  else "text has no words")
+        return page
+
+    def _index(self, jobs: list[Job]) -> None:
+        """Insert signatures into the LSH buckets; collect each article's candidates."""
+        if not jobs:
+            return
+        feats = [j.features for j in jobs]
+        sigs = np.stack([f.sig for f in feats])  # type: ignore[union-attr,misc]
+        buckets, fields = self.banding.locate(self.banding.band_hashes(sigs))
+        nb = self.banding.bands
+        # updates: remove the previous version's band entries first (idempotent)
+        stale = Txn()
+        for j in jobs:
+            old = j.record.get(b"sig")
+            if old and j.record.get(b"iver") and int(j.record[b"iver"]) != j.ver:
+                old_sig = unpack_sig(old, self.cfg.num_perm)
+                if old_sig is not None:
+                    ob, of = self.banding.locate(self.banding.band_hashes(old_sig[None, :]))
+                    for b in range(nb):
+                        stale.unband(keys.lsh_bucket(b, int(ob[b])), of[b], n4(j.n))
+        if stale.writes:
+            self.scripts.run(stale)
+        txn = Txn()
+        argv: list[Any] = [MAX_BUCKET_MEMBERS]
+        for i, j in enumerate(jobs):
+            f = j.features
+            assert f is not None and f.sig is not None
+            blocks, share = f.page.repeated_report()
+            values: dict[str, Any] = {
+                "sig": pack_sig(f.sig), "size": f.size, "tokens": f.tokens, "iver": j.ver,
+                "repeated": json.dumps(blocks, ensure_ascii=False), "rshare": share,
+                "bp_lines": len(f.boilerplate), "ntitle": len(f.page.title_lines),
+            }
+            if self.cfg.keep_text:
+                values["text"] = pack_text(clean_text(f.page, f.boilerplate))
+            if not j.record.get(b"cluster"):
+                values["cluster"] = keys.cluster_id(j.n)
+            bands = range(nb) if self.indexable(f) else range(0)
+            argv.extend((txn.k(keys.article(j.n)), n4(j.n), j.ver, len(bands)))
+            for b in bands:
+                argv.extend((txn.k(keys.lsh_bucket(b, int(buckets[i * nb + b]))), fields[i * nb + b]))
+            argv.append(len(values))
+            for k, v in values.items():
+                argv.extend((k, v))
+        res = self.scripts.index(keys=txn.keys, args=argv)
+        for j, packed in zip(jobs, res):
+            if packed is None or packed is False:
+                j.skip = "superseded"
+                continue
+            found = list(dict.fromkeys(members_of(packed)))
+            j.candidates = found[:MAX_CANDIDATES]
+
+    # ------------------------------------------------------------------ clustering
+
+    def _link(self, jobs: list[Job]) -> None:
+        """Place every processed article in a cluster, mark it done and ack it, atomically."""
+        for attempt in range(TXN_RETRIES):
+            jobs = [j for j in jobs if j.skip is None and j.error is None]
+            if not jobs:
+                return
+            if self.scripts.run(self._link_txn(jobs)):
+                return
+            # something changed under us: drop entries whose article moved on, back off, re-read
+            pipe = self.r.pipeline(transaction=False)
+            for j in jobs:
+                pipe.hmget(keys.article(j.n), "ver", "status")
+            for j, (ver, status) in zip(jobs, pipe.execute()):
+                if ver is None or int(ver) != j.ver or status != b"queued":
+                    j.skip = "changed while processing"
+            time.sleep(min(0.05, 0.001 * (2 ** min(attempt, 6))))
+        raise ProcessingError("could not place articles in clusters: too much concurrent change")
+
+    def _snapshot(self, ns: set[int]) -> tuple[dict[int, str], dict[str, set[int]], dict[str, bytes | None]]:
+        pipe = self.r.pipeline(transaction=False)
+        order = sorted(ns)
+        for m in order:
+            pipe.hget(keys.article(m), "cluster")
+        cof = {m: c.decode() for m, c in zip(order, pipe.execute()) if c}
+        cids = sorted(set(cof.values()))
+        for c in cids:
+            pipe.hget(keys.cluster(c), "v")
+            pipe.smembers(keys.cluster_members(c))
+        res = pipe.execute()
+        members: dict[str, set[int]] = {}
+        versions: dict[str, bytes | None] = {}
+        for i, c in enumerate(cids):
+            v, mem = res[2 * i], res[2 * i + 1]
+            versions[c] = v
+            if v is None:  # an implicit singleton: the founding article alone
+                members[c] = {m for m, cc in cof.items() if cc == c}
+            else:
+                members[c] = {int(x) for x in mem}
+        return cof, members, versions
+
+    def _link_txn(self, jobs: list[Job]) -> Txn:
+        involved = {j.n for j in jobs} | {e.n for j in jobs for e in j.edges}
+        cof, members, versions = self._snapshot(involved)
+        # members of involved clusters may move too: their current cluster must be checked
+        placements = []
+        fresh: list[int] = []
+        for j in jobs:
+            detach = bool(j.record.get(b"iver")) and int(j.record[b"iver"]) != j.ver
+            if detach:
+                fresh.append(j.n)
+            placements.append(Placement(n=j.n, edges={e.n: e.score for e in j.edges if e.n in cof},
+                                        detach=detach))
+        if fresh:
+            top = self.r.incrby(keys.SEQ, len(fresh))
+            ids = {n: keys.cluster_id(top - i) for i, n in enumerate(fresh)}
+            for p in placements:
+                if p.detach:
+                    p.fresh_id = ids[p.n]
+        pl = plan(cof, members, placements, self.cfg.merge_ratio)
+        now = now_ms()
+        txn = Txn()
+        for c, v in versions.items():
+            if v is None:
+                txn.expect_exists(keys.cluster(c), False)
+            else:
+                txn.expect_field(keys.cluster(c), "v", v)
+        for m in involved:
+            txn.expect_field(keys.article(m), "cluster", cof.get(m))
+        for c, mem in pl.members.items():
+            old = members.get(c, set())
+            explicit = versions.get(c) is not None
+            if not mem:
+                if explicit:
+                    txn.delete(keys.cluster(c)).delete(keys.cluster_members(c))
+                txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c)
+                continue
+            if len(mem) == 1 and keys.cluster_id(next(iter(mem))) == c and not explicit:
+                continue  # an implicit singleton needs no keys of its own
+            if explicit:
+                txn.sadd(keys.cluster_members(c), sorted(mem - old))
+                txn.srem(keys.cluster_members(c), sorted(old - mem))
+            else:  # an implicit singleton (or a new id) becomes explicit: write every member
+                txn.hset(keys.cluster(c), {"created_at": now})
+                txn.sadd(keys.cluster_members(c), sorted(mem))
+            txn.hset(keys.cluster(c), {"size": len(mem), "canonical": min(mem), "updated_at": now})
+            txn.hincrby(keys.cluster(c), "v", 1)
+        for c in {pl.cluster_of[j.n] for j in jobs} | {c for c, m in pl.members.items() if m}:
+            size = len(pl.members.get(c, members.get(c, set())))
+            txn.zadd(keys.CLUSTERS if size >= 2 else keys.SINGLES, now, c)
+            txn.zrem(keys.SINGLES if size >= 2 else keys.CLUSTERS, c)
+        for old_c, new_c in pl.merged_into.items():
+            if versions.get(old_c) is not None:
+                txn.hset(keys.CALIAS, {old_c: new_c})
+        for m in pl.changed:
+            txn.hset(keys.article(m), {"cluster": pl.cluster_of[m]})
+        for j in jobs:
+            txn.expect_field(keys.article(j.n), "ver", j.ver)
+            txn.expect_field(keys.article(j.n), "status", "queued")
+            txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
+            txn.hdel(keys.article(j.n), "payload")
+            txn.xack(keys.QUEUE, keys.GROUP, j.entry_id)
+        txn.hincrby(keys.META, "queued", -len(jobs))
+        return txn
+
+    def _finish_skipped(self, jobs: list[Job]) -> None:
+        """Acknowledge entries that need no work; fail permanently broken articles."""
+        acks = Txn()
+        for j in jobs:
+            if j.error is not None:
+                if not self.scripts.run(self.fail(Txn(), j.entry_id, j.n, j.ver, j.error, attempts=1)):
+                    acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)  # the article moved on meanwhile
+            else:
+                acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)
+        self.scripts.run(acks)
+
+    def fail(self, txn: Txn, entry_id: bytes, n: int, ver: int, reason: str, attempts: int) -> Txn:
+        """Dead-letter one entry: failed status with the reason, visible in stats, retryable."""
+        txn.expect_field(keys.article(n), "ver", ver)
+        txn.expect_field(keys.article(n), "status", "queued")
+        txn.xadd(keys.DEAD, {"n": n, "ver": ver, "reason": reason[:2000], "attempts": attempts,
+                             "entry": entry_id})
+        txn.hset(keys.article(n), {"status": "failed", "error": reason[:2000], "attempts": attempts,
+                                   "processed_at": now_ms()})
+        txn.hincrby(keys.META, "failed", 1).hincrby(keys.META, "queued", -1)
+        txn.xack(keys.QUEUE, keys.GROUP, entry_id)
+        return txn
+
+
+def _s(v: bytes | None) -> str | None:
+    return v.decode("utf-8") if v is not None else None

@@ -1,0 +1,81 @@
+"""One exception hierarchy for the whole project.
+
+Every error the service can answer with carries an HTTP-ish ``status`` and a
+stable machine-readable ``code`` so that the API layer needs one handler only.
+"""
+
+from __future__ import annotations
+
+
+class NewsDedupError(Exception):
+    """Base of every error raised on purpose by newsdedup."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class ConfigError(NewsDedupError):
+    """The environment or a config value is wrong; the message says how to fix it."""
+
+    code = "config_error"
+
+
+class ValidationError(NewsDedupError):
+    """Client input is malformed (4xx)."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message, code=code, status=status)
+        self.field = field
+
+
+class PayloadTooLarge(ValidationError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(NewsDedupError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(NewsDedupError):
+    status = 401
+    code = "unauthorized"
+
+
+class RateLimited(NewsDedupError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StorageUnavailable(NewsDedupError):
+    """Redis cannot be reached right now; clients should retry (503 + Retry-After)."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, message: str = "storage is unavailable, retry shortly", *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProcessingError(NewsDedupError):
+    """An article could not be processed (counted as an attempt; dead-lettered after N)."""
+
+    code = "processing_failed"

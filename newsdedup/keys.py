@@ -1,0 +1,91 @@
+"""The Redis key schema: every key newsdedup reads or writes is named here.
+
+All keys share the fixed prefix ``nd:``; nothing is pickled. Values are UTF-8
+strings, decimal integers, JSON, raw little-endian ``uint32`` arrays
+(signatures, LSH member lists) or zlib-compressed UTF-8 text.
+
+Articles are known outside by their external id and inside by a sequence
+number ``n`` (an integer from ``nd:seq``) so that index entries stay small.
+
+=============================  ======  ==============================================================
+key                            type    contents
+=============================  ======  ==============================================================
+nd:seq                         string  last article number handed out (INCR)
+nd:ids                         hash    external id -> article number
+nd:a:{n}                       hash    one article: id, ver, status, chash, title, url, source,
+                                       published_at, lang, ingested_at, processed_at, payload
+                                       (zlib JSON of the submitted body until processed), sig
+                                       (uint32 x num_perm), size (shingles), tokens, cluster,
+                                       dups (JSON [[n, jaccard, containment], ...]), repeated
+                                       (JSON), text (zlib cleaned text), attempts, error
+nd:lsh:{band}:{bucket}         hash    LSH band bucket: field = 4-byte band hash, value = packed
+                                       uint32 article numbers sharing that band hash
+nd:c:{cid}                     hash    cluster with 2+ members: size, canonical (n), created_at,
+                                       updated_at (a singleton's cluster is implicit in nd:a:{n})
+nd:cm:{cid}                    set     member article numbers of a cluster with 2+ members
+nd:calias                      hash    merged-away cluster id -> the cluster id it became
+nd:clusters                    zset    clusters with 2+ members scored by updated_at (ms)
+nd:singles                     zset    clusters with 1 member scored by updated_at (ms); the two
+                                       zsets together hold every cluster of a processed article
+nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
+                                       hash -> number of docs containing it; field "#docs" = docs
+nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
+nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
+nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed
+nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
+=============================  ======  ==============================================================
+
+Cluster ids are ``c`` + the article number of the cluster's earliest member,
+so they are stable, short and need no lookup table: when two clusters merge
+the smaller number wins and the other is recorded in ``nd:calias``.
+"""
+
+from __future__ import annotations
+
+PREFIX = "nd:"
+
+SEQ = PREFIX + "seq"
+IDS = PREFIX + "ids"
+CALIAS = PREFIX + "calias"
+CLUSTERS = PREFIX + "clusters"
+SINGLES = PREFIX + "singles"
+QUEUE = PREFIX + "q"
+DEAD = PREFIX + "q:dead"
+META = PREFIX + "meta"
+GROUP = "workers"
+BP_DOCS_FIELD = b"#docs"
+
+
+def article(n: int) -> str:
+    return f"{PREFIX}a:{n}"
+
+
+def lsh_bucket(band: int, bucket: int) -> str:
+    return f"{PREFIX}lsh:{band}:{bucket}"
+
+
+def cluster(cid: str) -> str:
+    return f"{PREFIX}c:{cid}"
+
+
+def cluster_members(cid: str) -> str:
+    return f"{PREFIX}cm:{cid}"
+
+
+def boilerplate(source: str) -> str:
+    return f"{PREFIX}bp:{source}"
+
+
+def rate_limit(client: str, minute: int) -> str:
+    return f"{PREFIX}rl:{client}:{minute}"
+
+
+def cluster_id(n: int) -> str:
+    return f"c{n}"
+
+
+def cluster_number(cid: str) -> int | None:
+    """The founding article number of a cluster id, or None when it is not one of ours."""
+    if len(cid) < 2 or cid[0] != "c" or not cid[1:].isdigit() or len(cid) > 21:
+        return None
+    return int(cid[1:])

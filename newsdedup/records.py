@@ -1,0 +1,68 @@
+"""Encoding of what is stored per article: compressed text, signatures, timestamps."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def rfc3339(ms: int | bytes | str | None) -> str | None:
+    if ms is None or ms == b"" or ms == "":
+        return None
+    v = int(ms)
+    return datetime.fromtimestamp(v / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pack_text(text: str) -> bytes:
+    return zlib.compress(text.encode("utf-8"), 6)
+
+
+def unpack_text(blob: bytes | None) -> str:
+    if not blob:
+        return ""
+    return zlib.decompress(blob).decode("utf-8")
+
+
+def pack_json(obj: Any) -> bytes:
+    return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)
+
+
+def unpack_json(blob: bytes | None) -> Any:
+    if not blob:
+        return None
+    return json.loads(zlib.decompress(blob).decode("utf-8"))
+
+
+def pack_sig(sig: npt.NDArray[np.uint32]) -> bytes:
+    return sig.astype("<u4").tobytes()
+
+
+def unpack_sig(blob: bytes, num_perm: int) -> npt.NDArray[np.uint32] | None:
+    if not blob or len(blob) != 4 * num_perm:
+        return None
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+
+
+def n4(n: int) -> bytes:
+    """An article number as the 4-byte member stored in LSH buckets."""
+    return int(n).to_bytes(4, "little")
+
+
+def members_of(packed: bytes) -> list[int]:
+    if not packed:
+        return []
+    return np.frombuffer(packed[: len(packed) // 4 * 4], dtype="<u4").astype(np.int64).tolist()
+
+
+def s(v: bytes | None) -> str | None:
+    return v.decode("utf-8") if v is not None else None

@@ -1,0 +1,177 @@
+"""The Lua scripts newsdedup runs in Redis. Every key a script touches is passed in KEYS.
+
+``TRANSACT`` is a small compare-and-set interpreter: Python reads a snapshot,
+decides (clustering policy, submissions, deletes) and sends the checks that
+must still hold plus the writes to make; Redis runs the checks and the writes
+atomically or nothing at all. Policy stays in testable Python, atomicity in Redis.
+
+``INDEX`` inserts a batch into the LSH buckets and returns, for each article,
+the members that already shared a bucket with it. Insert-and-read in one
+atomic step means two copies processed at the same moment by two workers can
+never miss each other: whichever is inserted second sees the first.
+"""
+
+from __future__ import annotations
+
+# ARGV is a flat list of instructions: name, argument count, arguments...
+# Checks ("eq", "exists", "absent") run first; if one fails nothing is written and the
+# script returns {0, index-of-failed-check}. Otherwise every write runs and {1} is returned.
+TRANSACT = r"""
+local argv = ARGV
+local instrs = {}
+local i = 1
+while i <= #argv do
+  local name = argv[i]
+  local n = tonumber(argv[i + 1])
+  local args = {}
+  for j = 1, n do args[j] = argv[i + 1 + j] end
+  instrs[#instrs + 1] = {name, args}
+  i = i + 2 + n
+end
+local function key(s) return KEYS[tonumber(s)] end
+for idx, ins in ipairs(instrs) do
+  local name, a = ins[1], ins[2]
+  if name == "eq" then
+    local v = redis.call("HGET", key(a[1]), a[2])
+    if a[3] == "" then
+      if v then return {0, idx} end
+    elseif v ~= a[3] then return {0, idx} end
+  elseif name == "exists" then
+    if redis.call("EXISTS", key(a[1])) ~= tonumber(a[2]) then return {0, idx} end
+  end
+end
+local function remove4(v, m)
+  local out = {}
+  for p = 1, #v, 4 do
+    local s = string.sub(v, p, p + 3)
+    if s ~= m then out[#out + 1] = s end
+  end
+  return table.concat(out)
+end
+for _, ins in ipairs(instrs) do
+  local name, a = ins[1], ins[2]
+  if name == "hset" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("HSET", key(a[1]), unpack(args))
+  elseif name == "hdel" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("HDEL", key(a[1]), unpack(args))
+  elseif name == "hincrby" then
+    redis.call("HINCRBY", key(a[1]), a[2], a[3])
+  elseif name == "sadd" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("SADD", key(a[1]), unpack(args))
+  elseif name == "srem" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("SREM", key(a[1]), unpack(args))
+  elseif name == "del" then
+    redis.call("DEL", key(a[1]))
+  elseif name == "zadd" then
+    redis.call("ZADD", key(a[1]), a[2], a[3])
+  elseif name == "zrem" then
+    redis.call("ZREM", key(a[1]), a[2])
+  elseif name == "xack" then
+    redis.call("XACK", key(a[1]), a[2], a[3])
+  elseif name == "xadd" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("XADD", key(a[1]), "*", unpack(args))
+  elseif name == "unband" then
+    local v = redis.call("HGET", key(a[1]), a[2])
+    if v then
+      v = remove4(v, a[3])
+      if #v == 0 then redis.call("HDEL", key(a[1]), a[2]) else redis.call("HSET", key(a[1]), a[2], v) end
+    end
+  end
+end
+return {1}
+"""
+
+# KEYS: bucket keys..., article keys...   ARGV: max_members, then per article:
+#   akey_index, n4 (4-byte member), ver, nbands, (bucket_key_index, field) x nbands,
+#   nfields, (field, value) x nfields
+# Returns, per article, the concatenated 4-byte members found in its buckets (itself
+# excluded), or false when the article's version moved on (superseded; nothing written).
+INDEX = r"""
+local maxm = tonumber(ARGV[1]) * 4
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local akey = KEYS[tonumber(ARGV[i])]
+  local n4 = ARGV[i + 1]
+  local ver = ARGV[i + 2]
+  local nb = tonumber(ARGV[i + 3])
+  local p = i + 4
+  local fstart = p + 2 * nb
+  local nf = tonumber(ARGV[fstart])
+  local current = redis.call("HGET", akey, "ver")
+  if current ~= ver then
+    out[#out + 1] = false
+  else
+    local found = {}
+    for b = 0, nb - 1 do
+      local bkey = KEYS[tonumber(ARGV[p + 2 * b])]
+      local field = ARGV[p + 2 * b + 1]
+      local v = redis.call("HGET", bkey, field)
+      local present = false
+      if v then
+        for q = 1, #v, 4 do
+          local m = string.sub(v, q, q + 3)
+          if m == n4 then present = true else found[#found + 1] = m end
+        end
+      else
+        v = ""
+      end
+      if not present and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
+    end
+    local args = {}
+    for f = 1, nf do
+      args[#args + 1] = ARGV[fstart + 2 * f - 1]
+      args[#args + 1] = ARGV[fstart + 2 * f]
+    end
+    if #args > 0 then redis.call("HSET", akey, unpack(args)) end
+    out[#out + 1] = table.concat(found)
+  end
+  i = fstart + 1 + 2 * nf
+end
+return out
+"""
+
+# KEYS: boilerplate hash keys (one per article, repeated as needed)
+# ARGV: learn (1/0), then per article: key_index, nshapes, shapes...
+# Counts every article's shapes first (when learning), then reads them all, so a batch
+# of pages from a new source already sees each other's chrome. Returns per article
+# {docs, count1, count2, ...}.
+BOILERPLATE = r"""
+local learn = ARGV[1] == "1"
+local arts = {}
+local i = 2
+while i <= #ARGV do
+  local k = KEYS[tonumber(ARGV[i])]
+  local ns = tonumber(ARGV[i + 1])
+  local shapes = {}
+  for j = 1, ns do shapes[j] = ARGV[i + 1 + j] end
+  arts[#arts + 1] = {k, shapes}
+  i = i + 2 + ns
+end
+if learn then
+  for _, a in ipairs(arts) do
+    redis.call("HINCRBY", a[1], "#docs", 1)
+    for _, s in ipairs(a[2]) do redis.call("HINCRBY", a[1], s, 1) end
+  end
+end
+local out = {}
+for _, a in ipairs(arts) do
+  local row = {tonumber(redis.call("HGET", a[1], "#docs") or "0")}
+  if #a[2] > 0 then
+    local vals = redis.call("HMGET", a[1], unpack(a[2]))
+    for j = 1, #vals do row[#row + 1] = tonumber(vals[j] or "0") end
+  end
+  out[#out + 1] = row
+end
+return out
+"""

@@ -1,0 +1,141 @@
+"""Redis access for the engine: a compare-and-set transaction builder and script calls.
+
+The engine decides in Python and writes through :class:`Txn` (checks + writes,
+applied atomically by one Lua script) or the dedicated scripts in
+:mod:`newsdedup.scripts`. The Redis client is passed in; nothing here connects.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from redis.commands.core import Script
+
+from . import scripts
+from .errors import StorageUnavailable
+
+T = TypeVar("T")
+Arg = str | bytes | int | float
+
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn "Redis is away" into StorageUnavailable (503 + Retry-After for clients)."""
+    try:
+        yield
+    except REDIS_DOWN as exc:
+        raise StorageUnavailable(f"storage is unavailable ({type(exc).__name__}); retry shortly") from exc
+    except redis.exceptions.ResponseError as exc:
+        if "LOADING" in str(exc) or "MASTERDOWN" in str(exc) or "READONLY" in str(exc):
+            raise StorageUnavailable(f"storage is not ready ({exc}); retry shortly") from exc
+        raise
+
+
+def guarded(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with storage_errors():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+class Txn:
+    """Checks that must still hold and writes to make, sent as one atomic script call."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+        self.argv: list[Arg] = []
+        self.writes = 0
+
+    def k(self, key: str) -> str:
+        i = self._index.get(key)
+        if i is None:
+            self.keys.append(key)
+            i = self._index[key] = len(self.keys)
+        return str(i)
+
+    def _add(self, name: str, *args: Arg) -> Txn:
+        self.argv.extend((name, len(args), *args))
+        return self
+
+    # checks
+    def expect_field(self, key: str, field: str, value: Arg | None) -> Txn:
+        """HGET key field must equal value (None: must be absent)."""
+        return self._add("eq", self.k(key), field, "" if value is None else value)
+
+    def expect_exists(self, key: str, exists: bool) -> Txn:
+        return self._add("exists", self.k(key), 1 if exists else 0)
+
+    # writes
+    def _w(self, name: str, *args: Arg) -> Txn:
+        self.writes += 1
+        return self._add(name, *args)
+
+    def hset(self, key: str, mapping: dict[str, Arg]) -> Txn:
+        if not mapping:
+            return self
+        flat: list[Arg] = []
+        for f, v in mapping.items():
+            flat.extend((f, v))
+        return self._w("hset", self.k(key), *flat)
+
+    def hdel(self, key: str, *fields: str) -> Txn:
+        return self._w("hdel", self.k(key), *fields) if fields else self
+
+    def hincrby(self, key: str, field: str, delta: int) -> Txn:
+        return self._w("hincrby", self.k(key), field, delta)
+
+    def sadd(self, key: str, members: list[int]) -> Txn:
+        for i in range(0, len(members), 1000):
+            self._w("sadd", self.k(key), *members[i:i + 1000])
+        return self
+
+    def srem(self, key: str, members: list[int]) -> Txn:
+        for i in range(0, len(members), 1000):
+            self._w("srem", self.k(key), *members[i:i + 1000])
+        return self
+
+    def delete(self, key: str) -> Txn:
+        return self._w("del", self.k(key))
+
+    def zadd(self, key: str, score: float, member: str) -> Txn:
+        return self._w("zadd", self.k(key), repr(float(score)), member)
+
+    def zrem(self, key: str, member: str) -> Txn:
+        return self._w("zrem", self.k(key), member)
+
+    def xack(self, key: str, group: str, entry_id: str | bytes) -> Txn:
+        return self._w("xack", self.k(key), group, entry_id)
+
+    def xadd(self, key: str, fields: dict[str, Arg]) -> Txn:
+        flat: list[Arg] = []
+        for f, v in fields.items():
+            flat.extend((f, v))
+        return self._w("xadd", self.k(key), *flat)
+
+    def unband(self, key: str, field: bytes, member4: bytes) -> Txn:
+        """Remove one packed member from an LSH bucket field."""
+        return self._w("unband", self.k(key), field, member4)
+
+
+class Scripts:
+    """The registered Lua scripts of one Redis client (EVALSHA with automatic reload)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.transact: Script = client.register_script(scripts.TRANSACT)
+        self.index: Script = client.register_script(scripts.INDEX)
+        self.boilerplate: Script = client.register_script(scripts.BOILERPLATE)
+
+    def run(self, txn: Txn, client: redis.Redis | None = None) -> bool:
+        """Apply a transaction; False when a check failed (the caller re-reads and retries)."""
+        if not txn.keys:
+            return True
+        res = self.transact(keys=txn.keys, args=txn.argv, client=client)
+        return bool(int(res[0]) == 1)

@@ -1,0 +1,192 @@
+"""The queue consumer: reads the stream in batches, reclaims abandoned work, dead-letters poison.
+
+Delivery is at-least-once (Redis Streams consumer group); the engine's writes
+are idempotent and checked, so the effect is exactly once. An entry that was
+delivered ``max_attempts`` times without being acknowledged (its worker
+crashed, or processing raised every time) is moved to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from . import keys
+from .config import Config
+from .dedup import ensure_group
+from .engine import Engine
+from .errors import NewsDedupError
+from .store import REDIS_DOWN, Txn
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, int, int]
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _parse(raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry], list[bytes]]:
+    good, bad = [], []
+    for eid, fields in raw:
+        try:
+            good.append((eid, int(fields[b"n"]), int(fields[b"ver"])))
+        except (KeyError, ValueError, TypeError):
+            bad.append(eid)
+    return good, bad
+
+
+class Worker:
+    def __init__(self, client: redis.Redis, config: Config, name: str | None = None) -> None:
+        self.r = client
+        self.cfg = config
+        self.name = name or consumer_name()
+        self.engine = Engine(client, config)
+        self._last_claim = 0.0
+        self._group_ready = False
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, block_ms: int | None = 1000) -> int:
+        """Handle one batch: abandoned entries first, then new ones. Returns entries handled."""
+        if not self._group_ready:
+            ensure_group(self.r)
+            self._group_ready = True
+        claimed = self._claim_abandoned()
+        if claimed:
+            return self._handle(claimed)
+        try:
+            resp = self.r.xreadgroup(keys.GROUP, self.name, {keys.QUEUE: ">"}, count=self.cfg.worker_batch,
+                                     block=block_ms)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was lost (Redis restarted without persistence)
+                self._group_ready = False
+                return 0
+            raise
+        if not resp:
+            return 0
+        return self._handle(resp[0][1])
+
+    def _claim_abandoned(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        now = time.monotonic()
+        if now - self._last_claim < max(0.05, self.cfg.visibility_timeout / 4):
+            return []
+        self._last_claim = now
+        res = self.r.xautoclaim(keys.QUEUE, keys.GROUP, self.name, int(self.cfg.visibility_timeout * 1000),
+                                start_id="0-0", count=self.cfg.worker_batch)
+        entries = [e for e in res[1] if e is not None and e[1] is not None] if res else []
+        if res and len(res) > 2 and res[2]:  # entries deleted from the stream while pending
+            for eid in res[2]:
+                self.r.xack(keys.QUEUE, keys.GROUP, eid)
+        if not entries:
+            return []
+        # entries delivered too often are poison: dead-letter them instead of trying again
+        counts = {}
+        for p in self.r.xpending_range(keys.QUEUE, keys.GROUP, min=entries[0][0], max=entries[-1][0],
+                                       count=len(entries) * 2 + 10):
+            counts[p["message_id"]] = int(p["times_delivered"])
+        keep = []
+        for eid, fields in entries:
+            if counts.get(eid, 1) > self.cfg.max_attempts:
+                self._dead_letter(eid, fields, counts[eid])
+            else:
+                keep.append((eid, fields))
+        return keep
+
+    def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], attempts: int) -> None:
+        try:
+            n, ver = int(fields[b"n"]), int(fields[b"ver"])
+        except (KeyError, ValueError):
+            self.r.xack(keys.QUEUE, keys.GROUP, eid)
+            return
+        last = self.r.hget(keys.article(n), "error")
+        reason = f"gave up after {attempts - 1} attempts" + (f": {last.decode()}" if last else
+                                                            " (the worker handling it stopped responding)")
+        log.warning("dead-lettering article %s: %s", n, reason)
+        if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts - 1)):
+            self.r.xack(keys.QUEUE, keys.GROUP, eid)  # the article moved on; this entry is stale
+
+    def _handle(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        entries, bad = _parse(raw)
+        for eid in bad:
+            log.error("dropping malformed queue entry %r", eid)
+            self.r.xack(keys.QUEUE, keys.GROUP, eid)
+        if not entries:
+            return len(bad)
+        try:
+            self.engine.process(entries)
+        except REDIS_DOWN:
+            raise
+        except Exception as exc:
+            if len(entries) == 1:
+                self._record_failure(entries[0], exc)
+            else:
+                log.warning("batch of %d failed (%s); retrying one by one", len(entries), exc)
+                for e in entries:
+                    try:
+                        self.engine.process([e])
+                    except REDIS_DOWN:
+                        raise
+                    except Exception as one:
+                        self._record_failure(e, one)
+        return len(raw)
+
+    def _record_failure(self, entry: Entry, exc: Exception) -> None:
+        """Leave the entry pending (it is retried after the visibility timeout) and keep the reason."""
+        eid, n, ver = entry
+        msg = exc.message if isinstance(exc, NewsDedupError) else f"{type(exc).__name__}: {exc}"
+        log.exception("article %s failed: %s", n, msg) if not isinstance(exc, NewsDedupError) else \
+            log.warning("article %s failed: %s", n, msg)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(keys.article(n), "attempts", 1)
+        pipe.hset(keys.article(n), "error", msg[:2000])
+        pipe.execute()
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; reconnect with backoff while Redis is away."""
+        failures = 0
+        log.info("worker %s consuming %s", self.name, keys.QUEUE)
+        while not stop.is_set():
+            try:
+                self.step(block_ms=1000)
+                failures = 0
+            except REDIS_DOWN as exc:
+                failures += 1
+                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._group_ready = False
+                stop.wait(delay)
+            except redis.exceptions.ResponseError as exc:
+                failures += 1
+                log.warning("redis error (%s); retrying", exc)
+                stop.wait(min(5.0, 0.2 * failures))
+        log.info("worker %s stopped", self.name)
+
+
+def process_available(client: redis.Redis, config: Config, name: str = "inline") -> int:
+    """Process everything currently queued, in this thread (tests, eval); returns entries handled."""
+    w = Worker(client, config.replace(visibility_timeout=min(config.visibility_timeout, 0.1)), name=name)
+    total = 0
+    idle = 0
+    while idle < 2:
+        w._last_claim = 0.0
+        got = w.step(block_ms=None)
+        total += got
+        idle = idle + 1 if got == 0 else 0
+    return total
+
+
+def run_forever(client: redis.Redis, config: Config, stop: threading.Event | None = None,
+                **kw: Any) -> None:
+    Worker(client, config, **kw).run(stop or threading.Event())

@@ -1,0 +1,1 @@
+"""Queue consumers: entry points over the engine's worker loop."""

@@ -1,0 +1,44 @@
+"""``newsdedup worker``: one queue consumer process.
+
+SIGTERM/SIGINT finish the batch in hand (or leave it pending for another
+worker to claim) and exit; nothing is left half-written because every write is
+one atomic transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import redis
+
+from newsdedup.config import Config
+from newsdedup.errors import ConfigError
+from newsdedup.worker_loop import Worker
+
+
+def make_client(config: Config) -> redis.Redis:
+    if not config.redis_url:
+        raise ConfigError("REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set "
+                          "REDIS_URL=redis://host:6379/0")
+    return redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout + 2,
+                                socket_connect_timeout=config.redis_timeout, health_check_interval=30)
+
+
+def main(config: Config | None = None) -> None:
+    config = config or Config.from_env()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("signal %s: finishing the current batch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Worker(make_client(config), config).run(stop)
+
+
+if __name__ == "__main__":
+    main()
