@@ -114,8 +114,8 @@ def parse_article(obj: Any, *, max_text_chars: int = 2_000_000, max_id_length: i
     for name, value in (("title", title), ("url", url), ("source", source)):
         if value and _has_control(value.replace("\t", " ")):
             raise ValidationError(f"{where}{name} contains control characters", field=where + name)
-    if url is not None and (not url.strip() or re.search(r"\s", url.strip())):
-        raise ValidationError(f"{where}url must be a URL without spaces", field=where + "url")
+    if url is not None and not url.strip():
+        raise ValidationError(f"{where}url is empty; leave it out instead", field=where + "url")
     published = _string(obj, "published_at", where, 64)
     if published is not None:
         if not _RFC3339.match(published):
