@@ -158,7 +158,7 @@ def parse_submission(body: Any, *, max_batch: int = 500, max_text_chars: int = 2
         if not isinstance(items, list):
             raise ValidationError("articles must be a list of article objects", field="articles")
         if not items:
-            raise ValidationError("articles is empty; send 1 to %d articles" % max_batch, field="articles")
+            raise ValidationError(f"articles is empty; send 1 to {max_batch} articles", field="articles")
         if len(items) > max_batch:
             raise PayloadTooLarge(f"{len(items)} articles in one request; the limit is {max_batch}",
                                   code="batch_too_large")

@@ -362,7 +362,7 @@ class Dedup:
     def check(self, article: ArticleIn) -> dict[str, Any]:
         """Near-duplicates of a text among indexed articles, without storing anything."""
         page = analyse(article.title, text=article.text, html=article.html)
-        feats = self.engine.analyse_pages([page], [source_key(article.source, article.url)], learn=False)
+        feats = self.engine.analyse_pages([page], [source_key(article.source, article.url)])
         f = feats[0]
         self.engine.sign(feats)
         blocks, share = page.repeated_report()

@@ -4,7 +4,7 @@ A batch goes through four steps, each a constant number of Redis round trips
 whatever the batch size:
 
 1. read the article records;
-2. analyse the pages and learn/read boilerplate per source (one script);
+2. analyse the pages and read what is known of each source's boilerplate (one script);
 3. compute signatures for the whole batch, insert them into the LSH buckets
    and get the candidates back (one script: insert-and-read is atomic, so two
    copies handled at the same moment by two workers always meet);
@@ -83,6 +83,7 @@ class Job:
     features: Features | None = None
     candidates: list[int] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    source: str = "_"
     skip: str | None = None  # why the entry needs no work (acknowledged only)
     error: str | None = None  # permanent failure (dead-lettered at once)
 
@@ -101,6 +102,48 @@ def source_key(source: str | None, url: str | None) -> str:
     return "_"
 
 
+def batch_boilerplate(pages: Sequence[Page], sources: Sequence[str]
+                      ) -> tuple[list[dict[bytes, int]], list[int]]:
+    """Line-shape counts among the *stories* of a batch, per source.
+
+    The first batch from a new site must not wait for Redis to learn its chrome.
+    Pages of one source in the batch whose lines mostly agree (weighted by
+    tokens) are copies of one story and count once, so a story posted several
+    times never makes its own body look like chrome.
+    """
+    groups_by_src: dict[str, list[tuple[dict[bytes, int], set[int]]]] = {}
+    member_group: list[tuple[str, int]] = []
+    for i, (page, src) in enumerate(zip(pages, sources)):
+        weights: dict[bytes, int] = {}
+        for ln in page.lines:
+            if ln.shape:
+                weights[ln.shape] = max(weights.get(ln.shape, 0), ln.ntok)
+        total = sum(weights.values()) or 1
+        groups = groups_by_src.setdefault(src, [])
+        for gi, (gw, members) in enumerate(groups):
+            shared = sum(min(w, gw[s]) for s, w in weights.items() if s in gw)
+            if shared * 2 >= total or shared * 2 >= (sum(gw.values()) or 1):
+                members.add(i)
+                member_group.append((src, gi))
+                break
+        else:
+            groups.append((weights, {i}))
+            member_group.append((src, len(groups) - 1))
+    counts_by_src: dict[str, dict[bytes, int]] = {}
+    for src, groups in groups_by_src.items():
+        c: dict[bytes, int] = {}
+        for _weights, members in groups:
+            shapes: set[bytes] = set()
+            for i in members:
+                shapes.update(pages[i].shapes)
+            for sh in shapes:
+                c[sh] = c.get(sh, 0) + 1
+        counts_by_src[src] = c
+    counts = [counts_by_src[src] for src, _ in member_group]
+    docs = [len(groups_by_src[src]) for src, _ in member_group]
+    return counts, docs
+
+
 class Engine:
     def __init__(self, client: redis.Redis, config: Config) -> None:
         self.r = client
@@ -110,18 +153,22 @@ class Engine:
 
     # ------------------------------------------------------------------ analysis
 
-    def analyse_pages(self, pages: Sequence[Page], sources: Sequence[str], learn: bool) -> list[Features]:
-        """Boilerplate (learned per source in Redis), body, tokens and shingles of each page."""
+    def analyse_pages(self, pages: Sequence[Page], sources: Sequence[str], in_batch: bool = False
+                      ) -> list[Features]:
+        """Boilerplate (learned per source in Redis, plus the batch itself), body, tokens and shingles."""
         txn_keys: list[str] = []
-        argv: list[bytes | str | int] = ["1" if learn else "0"]
+        argv: list[bytes | str | int] = []
         for page, src in zip(pages, sources):
             txn_keys.append(keys.boilerplate(src))
             shapes = page.shapes
             argv.extend((len(txn_keys), len(shapes), *shapes))
         rows = self.scripts.boilerplate(keys=txn_keys, args=argv) if pages else []
+        batch_counts, batch_docs = batch_boilerplate(pages, sources) if in_batch else ([{}] * len(pages),
+                                                                                         [0] * len(pages))
         out = []
-        for page, row in zip(pages, rows):
-            docs, counts = int(row[0]), [int(c) for c in row[1:]]
+        for page, row, extra, extra_docs in zip(pages, rows, batch_counts, batch_docs):
+            docs = int(row[0]) + extra_docs
+            counts = [int(c) + extra.get(sh, 0) for sh, c in zip(page.shapes, row[1:])]
             bp = boilerplate_lines(page, counts, docs, self.cfg.boilerplate_min_docs,
                                    self.cfg.boilerplate_min_share)
             out.append(self.features(page, bp))
@@ -194,9 +241,10 @@ class Engine:
             pages.append(page)
             srcs.append(source_key(_s(j.record.get(b"source")), _s(j.record.get(b"url"))))
             analysed.append(j)
-        feats = self.analyse_pages(pages, srcs, learn=True)
-        for j, f in zip(analysed, feats):
+        feats = self.analyse_pages(pages, srcs, in_batch=True)
+        for j, f, src in zip(analysed, feats, srcs):
             j.features = f
+            j.source = src
         self.sign(feats)
         self._index(analysed)
         need = sorted({m for j in analysed for m in j.candidates})
@@ -385,6 +433,16 @@ class Engine:
                 txn.hset(keys.CALIAS, {old_c: new_c})
         for m in pl.changed:
             txn.hset(keys.article(m), {"cluster": pl.cluster_of[m]})
+        # Boilerplate is learned from stories, not copies: only an article that starts a cluster of
+        # its own counts its line shapes, so a story reposted many times on one site never turns
+        # its own body into "chrome". Counting here makes it exactly once, like the rest.
+        for j in jobs:
+            final = pl.cluster_of[j.n]
+            if j.features is not None and len(pl.members.get(final, members.get(final, set()))) == 1:
+                bp = keys.boilerplate(j.source)
+                txn.hincrby(bp, keys.BP_DOCS_FIELD.decode(), 1)
+                for shape in j.features.page.shapes:
+                    txn.hincrby_bytes(bp, shape, 1)
         for j in jobs:
             txn.expect_field(keys.article(j.n), "ver", j.ver)
             txn.expect_field(keys.article(j.n), "status", "queued")

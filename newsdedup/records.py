@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ def rfc3339(ms: int | bytes | str | None) -> str | None:
     if ms is None or ms == b"" or ms == "":
         return None
     v = int(ms)
-    return datetime.fromtimestamp(v / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(v / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def pack_text(text: str) -> bytes:

@@ -142,36 +142,24 @@ return out
 """
 
 # KEYS: boilerplate hash keys (one per article, repeated as needed)
-# ARGV: learn (1/0), then per article: key_index, nshapes, shapes...
-# Counts every article's shapes first (when learning), then reads them all, so a batch
-# of pages from a new source already sees each other's chrome. Returns per article
-# {docs, count1, count2, ...}.
+# ARGV: per article: key_index, nshapes, shapes...
+# Returns per article {docs, count1, count2, ...}: how many stories of the source were seen and
+# how many of them had each line shape (counts are written by the clustering transaction).
 BOILERPLATE = r"""
-local learn = ARGV[1] == "1"
-local arts = {}
-local i = 2
+local out = {}
+local i = 1
 while i <= #ARGV do
   local k = KEYS[tonumber(ARGV[i])]
   local ns = tonumber(ARGV[i + 1])
-  local shapes = {}
-  for j = 1, ns do shapes[j] = ARGV[i + 1 + j] end
-  arts[#arts + 1] = {k, shapes}
-  i = i + 2 + ns
-end
-if learn then
-  for _, a in ipairs(arts) do
-    redis.call("HINCRBY", a[1], "#docs", 1)
-    for _, s in ipairs(a[2]) do redis.call("HINCRBY", a[1], s, 1) end
-  end
-end
-local out = {}
-for _, a in ipairs(arts) do
-  local row = {tonumber(redis.call("HGET", a[1], "#docs") or "0")}
-  if #a[2] > 0 then
-    local vals = redis.call("HMGET", a[1], unpack(a[2]))
+  local row = {tonumber(redis.call("HGET", k, "#docs") or "0")}
+  if ns > 0 then
+    local shapes = {}
+    for j = 1, ns do shapes[j] = ARGV[i + 1 + j] end
+    local vals = redis.call("HMGET", k, unpack(shapes))
     for j = 1, #vals do row[#row + 1] = tonumber(vals[j] or "0") end
   end
   out[#out + 1] = row
+  i = i + 2 + ns
 end
 return out
 """

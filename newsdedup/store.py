@@ -92,6 +92,9 @@ class Txn:
     def hincrby(self, key: str, field: str, delta: int) -> Txn:
         return self._w("hincrby", self.k(key), field, delta)
 
+    def hincrby_bytes(self, key: str, field: bytes, delta: int) -> Txn:
+        return self._w("hincrby", self.k(key), field, delta)
+
     def sadd(self, key: str, members: list[int]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("sadd", self.k(key), *members[i:i + 1000])

@@ -77,6 +77,7 @@ def line_shape(normalized_line: str) -> str:
 
 _P = np.uint64(0x100000001B3)  # FNV prime: multiplier of the polynomial token hash
 _Q = np.uint64(0x9E3779B97F4A7C15)  # golden ratio: multiplier combining tokens into shingles
+_LEN_SALT = np.uint64(0x632BE59BD9B4E019)  # times token length: "ab" and "a"+"b" hash apart
 
 
 def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -113,8 +114,9 @@ def token_hashes(normalized: str) -> tuple[npt.NDArray[np.uint64], int]:
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(U64)
     lengths = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))
     n_cjk = int(np.count_nonzero((lengths == 1) & _cjk_mask(cps[np.cumsum(lengths) - 1])))
-    if n_cjk == len(toks):
-        return _mix64(cps), n_cjk
+    if n_cjk == len(toks):  # all single characters: the general formula below reduces to this
+        with np.errstate(over="ignore"):
+            return _mix64(cps + _LEN_SALT), n_cjk
     max_len = int(lengths.max())
     # position of each code point inside its token -> weight P**pos; token hash = sum of weighted cps
     starts = np.cumsum(lengths) - lengths
@@ -123,7 +125,7 @@ def token_hashes(normalized: str) -> tuple[npt.NDArray[np.uint64], int]:
     with np.errstate(over="ignore"):
         weighted = cps * weights
         sums = np.add.reduceat(weighted, starts)
-        sums = sums + lengths.astype(U64) * U64(0x632BE59BD9B4E019)
+        sums = sums + lengths.astype(U64) * _LEN_SALT
     return _mix64(sums), n_cjk
 
 
