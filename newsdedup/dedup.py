@@ -38,7 +38,8 @@ def _s(v: bytes | None) -> str | None:
 
 class Dedup:
     def __init__(self, client: redis.Redis, config: Config) -> None:
-        self.r = client
+        # redis-py types replies as unions over every decode mode; ours is always a bytes client
+        self.r: Any = client
         self.cfg = config
         self.engine = Engine(client, config)
 
@@ -71,7 +72,7 @@ class Dedup:
             for i in todo:
                 art, n = by_id[i], nums[i]
                 chash = art.content_hash()
-                fields = {"id": i, "chash": chash, "status": "queued", "title": art.title,
+                fields: dict[str, str | bytes | int] = {"id": i, "chash": chash, "status": "queued", "title": art.title,
                           "url": art.url or "", "source": art.source or "", "published_at": art.published_at or "",
                           "lang": art.lang or "", "payload": pack_json({"text": art.text} if art.text is not None
                                                                        else {"html": art.html}),
@@ -323,8 +324,9 @@ class Dedup:
             rows = self.r.zrevrangebyscore(src, max_score, "-inf", start=0, num=limit + 200, withscores=True)
             picked.extend((float(sc), c.decode()) for c, sc in rows)
         picked.sort(key=lambda t: (-t[0], t[1]))
-        if after is not None:
-            picked = [p for p in picked if p[0] < max_score or (p[0] == max_score and p[1] > after)]
+        if after is not None and isinstance(max_score, float):
+            top = max_score
+            picked = [p for p in picked if p[0] < top or (p[0] == top and p[1] > after)]
         out = []
         last = None
         for score, cid in picked:

@@ -146,7 +146,7 @@ def batch_boilerplate(pages: Sequence[Page], sources: Sequence[str]
 
 class Engine:
     def __init__(self, client: redis.Redis, config: Config) -> None:
-        self.r = client
+        self.r: Any = client  # a bytes client; redis-py types replies as unions over decode modes
         self.cfg = config
         self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm, config.lsh_bucket_bits)
         self.scripts = Scripts(client)

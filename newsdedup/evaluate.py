@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ scoring
 
 
-def score(rows: list[dict[str, Any]], predicted: dict[str, str | None]) -> dict[str, Any]:
+def score(rows: list[dict[str, Any]], predicted: Mapping[str, str | None]) -> dict[str, Any]:
     """Pairwise precision/recall/F1, ARI, recall per family and hard-negative false merges."""
     truth = {r["id"]: r["label"] for r in rows}
     pred = {i: (predicted.get(i) or f"__single__{i}") for i in truth}
@@ -87,7 +87,7 @@ def run_engine(rows: list[dict[str, Any]], config: Config, batch: int = 500) -> 
     from .redis_server import RedisServer
 
     with RedisServer(data_dir=None, appendonly=False) as server:
-        client = redis.Redis.from_url(server.url)
+        client: Any = redis.Redis.from_url(server.url)
         cfg = config.replace(redis_url=server.url)
         dedup = Dedup(client, cfg)
         started = time.perf_counter()

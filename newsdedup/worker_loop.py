@@ -47,7 +47,7 @@ def _parse(raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry]
 
 class Worker:
     def __init__(self, client: redis.Redis, config: Config, name: str | None = None) -> None:
-        self.r = client
+        self.r: Any = client  # a bytes client; redis-py types replies as unions over decode modes
         self.cfg = config
         self.name = name or consumer_name()
         self.engine = Engine(client, config)
