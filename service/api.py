@@ -1,0 +1,161 @@
+"""The endpoints: thin handlers that validate input, call the engine and shape JSON.
+
+All behaviour lives in :class:`newsdedup.dedup.Dedup`; everything here is
+parsing, status codes and headers, documented in :mod:`service.openapi`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from newsdedup.articles import parse_article, parse_submission
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.errors import ValidationError
+
+from .jsonbody import request_json
+from .openapi import build_openapi
+
+bp = Blueprint("api", __name__)
+
+MAX_LIMIT = 500
+MAX_MIN_SIZE = 1_000_000_000
+MAX_CURSOR = 256
+_DIGITS = re.compile(r"^[0-9]{1,10}$")
+
+
+def _dedup() -> Dedup:
+    return current_app.extensions["newsdedup"]  # type: ignore[no-any-return]
+
+
+def _config() -> Config:
+    return current_app.extensions["newsdedup.config"]  # type: ignore[no-any-return]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    resp = jsonify(body)
+    resp.status_code = status
+    return resp
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    """A query integer in [lo, hi]; anything else (``1.5``, ``+2``, ``2_0``, empty) is a 400."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.match(raw) or not lo <= int(raw) <= hi:
+        raise ValidationError(f"{name}={raw!r} is invalid; use a whole number from {lo} to {hi}", field=name,
+                              code="invalid_parameter")
+    return int(raw)
+
+
+# -- articles ---------------------------------------------------------------------------
+
+
+@bp.post("/v1/articles")
+def submit_articles() -> Response:
+    """Queue one article or a batch (``{"articles": [...]}``) for deduplication."""
+    cfg = _config()
+    body = request_json(cfg.max_body)
+    items = parse_submission(body, max_batch=cfg.max_batch, max_text_chars=cfg.max_text_chars,
+                             max_id_length=cfg.max_id_length)
+    results = _dedup().submit(items)
+    resp = _json({"articles": results}, 202)
+    if len(results) == 1:
+        resp.headers["Location"] = results[0].get("href") or "/v1/articles/" + quote(results[0]["id"], safe="")
+    return resp
+
+
+@bp.get("/v1/articles/<path:article_id>")
+def get_article(article_id: str) -> Response:
+    return _json(_dedup().article(article_id))
+
+
+@bp.delete("/v1/articles/<path:article_id>")
+def delete_article(article_id: str) -> Response:
+    return _json(_dedup().delete(article_id))
+
+
+# -- clusters ---------------------------------------------------------------------------
+
+
+@bp.get("/v1/clusters/<cluster_id>")
+def get_cluster(cluster_id: str) -> Response:
+    return _json(_dedup().cluster(cluster_id))
+
+
+@bp.get("/v1/clusters")
+def list_clusters() -> Response:
+    min_size = _int_arg("min_size", 2, 1, MAX_MIN_SIZE)
+    limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+    cursor = request.args.get("cursor")
+    if cursor is not None and (not cursor or len(cursor) > MAX_CURSOR):
+        raise ValidationError("cursor is invalid; pass back next_cursor from the previous page", field="cursor",
+                              code="invalid_cursor")
+    return _json(_dedup().clusters(min_size=min_size, limit=limit, cursor=cursor))
+
+
+# -- check, stats, admin ------------------------------------------------------------------
+
+
+@bp.post("/v1/check")
+def check() -> Response:
+    """Find duplicates of an article without storing it."""
+    cfg = _config()
+    body = request_json(cfg.max_body)
+    article, ignored = parse_article(body, max_text_chars=cfg.max_text_chars, max_id_length=cfg.max_id_length)
+    result = _dedup().check(article)
+    if ignored:
+        result = {**result, "ignored_fields": ignored}
+    return _json(result)
+
+
+@bp.get("/v1/stats")
+def stats() -> Response:
+    return _json(_dedup().stats())
+
+
+@bp.post("/v1/admin/retry")
+def retry_failed() -> Response:
+    """Re-queue failed (dead-lettered) articles: the listed ids, or all of them for ``{}``."""
+    cfg = _config()
+    body = request_json(cfg.max_body, allow_empty=True)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object: {\"ids\": [...]} or {} for all failed articles")
+    unknown = sorted(set(body) - {"ids"})
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r}; only ids is accepted", field=unknown[0])
+    ids = body.get("ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= cfg.max_id_length
+                                                for i in ids):
+            raise ValidationError(f"ids must be a list of article ids (strings of 1 to {cfg.max_id_length} "
+                                  "characters)", field="ids")
+        if len(ids) > cfg.max_batch:
+            raise ValidationError(f"{len(ids)} ids in one request; the limit is {cfg.max_batch}", field="ids")
+    return _json(_dedup().retry_failed(ids))
+
+
+# -- operations -----------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: the process answers; says nothing about Redis (that is /readyz)."""
+    return _json({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: Redis answers (``ping`` raises StorageUnavailable -> 503 otherwise)."""
+    _dedup().ping()
+    return _json({"status": "ready"})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return _json(build_openapi(_config()))

@@ -1,0 +1,74 @@
+"""The Flask application factory.
+
+Everything that touches the environment or the network happens inside
+:func:`create_app`, so tests build apps with their own Config and Redis, and
+importing the package is free of side effects. redis-py connects lazily, so
+the factory succeeds while Redis is down (``/readyz`` then answers 503).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, current_app, request
+
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.errors import ConfigError, PayloadTooLarge
+
+from .api import bp
+from .auth import authenticate
+from .errors import register_error_handlers
+from .ratelimit import check_rate
+
+NO_REDIS_URL = ("REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set "
+                "REDIS_URL=redis://host:6379/0")
+
+
+def make_redis(config: Config) -> redis.Redis:
+    """A pooled client with bounded timeouts, so a dead Redis costs a request seconds, not forever.
+
+    ``rediss://`` URLs turn on TLS (redis-py reads it from the scheme), ``unix://`` uses a socket.
+    """
+    if config.redis_url is None:
+        raise ConfigError(NO_REDIS_URL)
+    return redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout,
+                                socket_connect_timeout=config.redis_timeout, health_check_interval=30,
+                                retry_on_timeout=False)
+
+
+def _guard() -> None:
+    """Before every request: size, auth, rate limit (in that order, cheapest checks first).
+
+    Unknown routes and wrong methods skip this so they answer 404/405 without touching Redis.
+    """
+    if request.routing_exception is not None or request.endpoint is None:
+        return
+    ext = current_app.extensions
+    config: Config = ext["newsdedup.config"]
+    if request.content_length is not None and request.content_length > config.max_body:
+        raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {config.max_body}")
+    key = authenticate(request, config)
+    if config.rate_limit > 0 and request.endpoint not in ("api.healthz", "api.readyz", "api.openapi"):
+        who = key or f"ip:{request.remote_addr or 'unknown'}"
+        check_rate(ext["newsdedup.redis"], who, config.rate_limit)
+
+
+def create_app(config: Config | None = None, redis_client: redis.Redis | None = None) -> Flask:
+    """Build the API for ``config`` (default: from the environment) and ``redis_client`` (default: from it)."""
+    config = Config.from_env() if config is None else config
+    client = make_redis(config) if redis_client is None else redis_client
+    app = Flask("service")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    # Ids are opaque: never answer "a//b" with a redirect to "a/b" (set before any rule is added).
+    app.url_map.merge_slashes = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
+    app.extensions["newsdedup"] = Dedup(client, config)
+    app.extensions["newsdedup.config"] = config
+    app.extensions["newsdedup.redis"] = client
+    logging.getLogger("newsdedup").setLevel(config.log_level)
+    register_error_handlers(app)
+    app.before_request(_guard)
+    app.register_blueprint(bp)
+    return app

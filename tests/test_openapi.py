@@ -1,0 +1,270 @@
+"""The OpenAPI document is valid, complete, and describes what the app really answers.
+
+Real responses (happy and error paths, for every operation) are validated
+against the schema the document gives for their status code, including the
+required headers, so the document cannot drift from the handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate as validate_spec
+
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.redis_server import free_port
+from service import create_app
+from service.openapi import build_openapi
+
+METHODS = ("get", "post", "put", "patch", "delete")
+_VOCABULARY = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+               "quebec romeo sierra tango uniform victor whiskey xray yankee zulu north south east west")
+WORDS = _VOCABULARY.split(" ")
+
+
+def story(seed: int, n: int = 120) -> str:
+    """A deterministic article-like text; different seeds share almost no shingles."""
+    rng = random.Random(seed)
+    return " ".join(" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "." for _ in range(n // 12))
+
+
+def near_copy(text: str) -> str:
+    words = text.split()
+    words[-3:] = ["changed", "ending", "here."]
+    return " ".join(words) + "\nUpdated with a correction."
+
+
+def process(client: redis.Redis, config: Config) -> int:
+    """Run the workers' code inline until the queue is empty."""
+    from newsdedup.worker_loop import process_available
+
+    return process_available(client, config)
+
+
+def deref(doc: dict[str, Any], node: Any) -> Any:
+    """``node`` with every local ``$ref`` replaced by its target (the document has no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = doc
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return deref(doc, target)
+        return {k: deref(doc, v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [deref(doc, v) for v in node]
+    return node
+
+
+class Checked:
+    """A test client that validates every response against the served document and records coverage."""
+
+    def __init__(self, app: Flask, seen: set[tuple[str, str, int]]) -> None:
+        self.client: FlaskClient = app.test_client()
+        self.doc: dict[str, Any] = self.client.get("/openapi.json").get_json()
+        self.seen = seen
+
+    def __call__(self, method: str, template: str, path: str | None = None, body: Any = None,
+                 **kw: Any) -> Any:
+        if body is not None:
+            kw.setdefault("data", json.dumps(body))
+            kw.setdefault("content_type", "application/json")
+        resp = self.client.open(path or template, method=method.upper(), **kw)
+        validate_response(self.doc, method, template, resp)
+        self.seen.add((method.lower(), template, resp.status_code))
+        return resp
+
+
+def validate_response(doc: dict[str, Any], method: str, template: str, resp: Any) -> None:
+    op = doc["paths"][template][method.lower()]
+    status = str(resp.status_code)
+    assert status in op["responses"], f"{method.upper()} {template} answered undocumented {status}: {resp.data!r}"
+    spec = deref(doc, op["responses"][status])
+    for name, header in spec.get("headers", {}).items():
+        if header.get("required"):
+            assert name in resp.headers, f"{method.upper()} {template} {status} lacks the {name} header"
+        if name in resp.headers and header["schema"].get("type") == "integer":
+            value = int(resp.headers[name])
+            assert value >= header["schema"].get("minimum", value)
+    content = spec.get("content")
+    assert content, f"{status} documents no body"
+    assert resp.mimetype in content, f"{method.upper()} {template} {status}: {resp.mimetype} not documented"
+    OAS30Validator(content[resp.mimetype]["schema"]).validate(resp.get_json())
+
+
+@pytest.fixture
+def cfg(config: Config) -> Config:
+    return config.replace(rate_limit=0)
+
+
+@pytest.fixture
+def seen() -> Iterator[set[tuple[str, str, int]]]:
+    yield set()
+
+
+# -- the document itself ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides", [{}, {"api_keys": ("k",)}, {"api_keys": ("k",), "auth_reads": True},
+                                       {"rate_limit": 0}, {"max_batch": 1, "max_body": 1000}])
+def test_document_is_valid_openapi(overrides: dict[str, Any]) -> None:
+    doc = build_openapi(Config(**overrides))
+    validate_spec(doc)
+    assert doc["openapi"] == "3.0.3"
+    json.dumps(doc)  # plain JSON, nothing Python-only
+
+
+def test_served_document_is_the_built_one(cfg: Config) -> None:
+    app = create_app(cfg)
+    assert app.test_client().get("/openapi.json").get_json() == build_openapi(cfg)
+
+
+def test_every_route_is_documented_and_every_operation_exists(cfg: Config) -> None:
+    app = create_app(cfg)
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        routed |= {(m.lower(), template) for m in rule.methods or () if m.lower() in METHODS}
+    doc = build_openapi(cfg)
+    documented = {(m, p) for p, item in doc["paths"].items() for m in item if m in METHODS}
+    assert routed == documented
+
+
+def test_every_operation_documents_its_errors(cfg: Config) -> None:
+    doc = build_openapi(cfg.replace(api_keys=("k",), rate_limit=10))
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            codes = set(op["responses"])
+            assert "500" in codes
+            if path not in ("/healthz", "/openapi.json"):
+                assert {"429", "503"} <= codes or path == "/readyz", (method, path)
+            if "requestBody" in op:
+                assert {"400", "413"} <= codes, (method, path)
+            if method in ("post", "delete") and path != "/v1/check":
+                assert "401" in codes and op["security"] == [{"bearerAuth": []}], (method, path)
+            for code, resp in op["responses"].items():
+                if code.startswith(("4", "5")):
+                    resolved = deref(doc, resp)
+                    assert resolved["content"]["application/json"]["schema"] == deref(
+                        doc, {"$ref": "#/components/schemas/Error"}), (method, path, code)
+
+
+# -- real responses against the document -----------------------------------------------------------
+
+
+def test_happy_paths_match_the_document(cfg: Config, redis_client: redis.Redis,
+                                        seen: set[tuple[str, str, int]]) -> None:
+    call = Checked(create_app(cfg), seen)
+    text = story(21)
+    call("get", "/healthz")
+    call("get", "/readyz")
+    call("get", "/openapi.json")
+    r = call("post", "/v1/articles", body={"id": "o1", "title": "Original", "text": text, "source": "s.example",
+                                           "url": "https://s.example/1", "published_at": "2024-05-01T12:00:00+02:00",
+                                           "lang": "en", "tag": "ignored"})
+    assert r.status_code == 202
+    call("get", "/v1/articles/{article_id}", "/v1/articles/o1")  # queued
+    call("post", "/v1/articles", body={"articles": [{"id": "o2", "html": f"<article><p>{near_copy(text)}</p>"
+                                                                          "</article>"},
+                                                    {"id": "o3", "text": story(22)},
+                                                    {"id": "bad", "text": story(23)}]})
+    n = int(redis_client.hget(keys.IDS, "bad") or 0)
+    redis_client.hset(keys.article(n), "payload", b"corrupt")
+    call("get", "/v1/stats")
+    process(redis_client, cfg)
+    call("post", "/v1/articles", body={"id": "o1", "title": "Original", "text": text, "source": "s.example",
+                                       "url": "https://s.example/1", "published_at": "2024-05-01T12:00:00+02:00",
+                                       "lang": "en"})  # unchanged: current status
+    call("post", "/v1/articles", body={"id": "o3", "text": story(24)})  # changed: updated
+    for article_id in ("o1", "o2", "bad"):
+        call("get", "/v1/articles/{article_id}", f"/v1/articles/{article_id}")
+    cid = call("get", "/v1/articles/{article_id}", "/v1/articles/o2").get_json()["cluster_id"]
+    assert cid
+    call("get", "/v1/clusters/{cluster_id}", f"/v1/clusters/{cid}")
+    call("get", "/v1/clusters")
+    page = call("get", "/v1/clusters", "/v1/clusters?min_size=1&limit=1").get_json()
+    assert page["next_cursor"]
+    call("get", "/v1/clusters", "/v1/clusters", query_string={"min_size": 1, "limit": 2,
+                                                               "cursor": page["next_cursor"]})
+    call("post", "/v1/check", body={"text": near_copy(text), "x": 1})
+    call("post", "/v1/check", body={"html": "<p>" + story(25) + "</p>"})
+    call("get", "/v1/stats")
+    call("post", "/v1/admin/retry", body={"ids": ["bad"]})
+    call("post", "/v1/admin/retry", body={})
+    call("post", "/v1/admin/retry")
+    call("delete", "/v1/articles/{article_id}", "/v1/articles/o2")
+    ops = {(m, p) for m, p, s in seen if s < 300}
+    doc = build_openapi(cfg)
+    assert ops == {(m, p) for p, item in doc["paths"].items() for m in item if m in METHODS}
+
+
+def test_error_paths_match_the_document(cfg: Config, seen: set[tuple[str, str, int]]) -> None:
+    small = cfg.replace(max_batch=2, max_body=5000)
+    call = Checked(create_app(small), seen)
+    for path in ("/v1/articles", "/v1/check"):
+        call("post", path, data=b"{oops", content_type="application/json")
+        call("post", path, data=b'{"text": "\xff"}', content_type="application/json")
+        call("post", path, data=b'{"text": "x"}', content_type="text/plain")
+        call("post", path, data=b"[" * 100 + b"]" * 100, content_type="application/json")
+        call("post", path, body={"text": 1})
+        call("post", path, body={"title": "no body"})
+        call("post", path, body={"text": "a", "html": "b"})
+        call("post", path, body={"text": "..."})  # 422
+        call("post", path, body={"text": "x " * 3000})  # body too large
+    call("post", "/v1/articles", body={"articles": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})  # batch
+    call("post", "/v1/admin/retry", body={"ids": "nope"})
+    call("post", "/v1/admin/retry", body={"ids": ["nope"]})  # 404
+    call("get", "/v1/articles/{article_id}", "/v1/articles/missing")
+    call("delete", "/v1/articles/{article_id}", "/v1/articles/missing")
+    call("get", "/v1/clusters/{cluster_id}", "/v1/clusters/c12345")
+    call("get", "/v1/clusters", "/v1/clusters?limit=0")
+    call("get", "/v1/clusters", "/v1/clusters?cursor=zzz")
+    statuses = {s for _, _, s in seen}
+    assert {400, 404, 413, 422} <= statuses
+    # unknown routes and methods have no operation; they still use the Error schema
+    error_schema = deref(call.doc, {"$ref": "#/components/schemas/Error"})
+    for resp in (call.client.get("/nowhere"), call.client.put("/v1/articles")):
+        assert resp.status_code in (404, 405)
+        OAS30Validator(error_schema).validate(resp.get_json())
+
+
+def test_auth_and_rate_limit_responses_match_the_document(cfg: Config,
+                                                          seen: set[tuple[str, str, int]]) -> None:
+    call = Checked(create_app(cfg.replace(api_keys=("k",), auth_reads=True, rate_limit=2)), seen)
+    call("get", "/v1/stats")
+    call("post", "/v1/articles", body={"text": "words"})
+    call("delete", "/v1/articles/{article_id}", "/v1/articles/x")
+    call("post", "/v1/admin/retry", body={})
+    call("post", "/v1/check", body={"text": "words"})
+    call("get", "/v1/clusters")
+    call("get", "/v1/clusters/{cluster_id}", "/v1/clusters/c1")
+    call("get", "/v1/articles/{article_id}", "/v1/articles/x")
+    assert {s for _, _, s in seen} == {401}
+    auth = {"Authorization": "Bearer k"}
+    for _ in range(3):
+        call("get", "/v1/stats", headers=auth)
+    assert ("get", "/v1/stats", 429) in seen
+
+
+def test_storage_down_responses_match_the_document(cfg: Config, seen: set[tuple[str, str, int]]) -> None:
+    app = create_app(cfg.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5))
+    call = Checked(app, seen)
+    call("get", "/readyz")
+    call("get", "/healthz")
+    call("get", "/v1/stats")
+    call("get", "/v1/clusters")
+    call("post", "/v1/articles", body={"text": "words"})
+    call("post", "/v1/check", body={"text": "some words to compare"})
+    call("delete", "/v1/articles/{article_id}", "/v1/articles/x")
+    assert {s for _, _, s in seen} == {200, 503}
