@@ -73,7 +73,20 @@ def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, process
             "--timeout", "60",
             "--graceful-timeout", "20",
             "--access-logfile", "-",
+            *_gunicorn_extra_args(),
             WSGI_APP]
+
+
+def _gunicorn_extra_args() -> list[str]:
+    """gunicorn >= 25.1 opens a control socket at ~/.gunicorn/gunicorn.ctl by default; several servers
+    on one machine (tests, `make run`) would fight over it, and we do not use it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = (int(x) for x in version("gunicorn").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return []
+    return ["--no-control-socket"] if (major, minor) >= (25, 1) else []
 
 
 def worker_command() -> list[str]:
@@ -306,8 +319,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _setup_logging(config)
     from workers.worker import main as worker_main  # lazy: the HTTP-only commands need none of it
 
-    rc = worker_main(config)
-    return int(rc or 0)
+    worker_main(config)  # returns once a SIGTERM/SIGINT has let it finish its batch
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

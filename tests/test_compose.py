@@ -1,0 +1,70 @@
+"""docker-compose.yml stays in step with the code: same Redis settings, same commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from newsdedup.cli import build_parser, serve_command
+from newsdedup.redis_server import redis_server_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _argv(command: str | list[str]) -> list[str]:
+    return command.split() if isinstance(command, str) else [str(c) for c in command]
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", "api", "worker"}
+
+
+def test_redis_runs_with_our_settings(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert str(redis["image"]).startswith("redis:7")
+    assert _argv(redis["command"]) == ["redis-server", *redis_server_args("everysec")]
+    assert redis["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data" in compose["volumes"]
+
+
+def test_api_and_worker_use_redis_and_wait_for_it(compose: dict[str, Any]) -> None:
+    for name in ("api", "worker"):
+        svc = compose["services"][name]
+        env = svc["environment"]
+        env = dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
+        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert svc.get("build") == "."
+    assert "8000:8000" in [str(p) for p in compose["services"]["api"]["ports"]]
+
+
+def test_worker_can_scale(compose: dict[str, Any]) -> None:
+    assert "container_name" not in compose["services"]["worker"]
+    assert "ports" not in compose["services"]["worker"]
+
+
+def test_commands(compose: dict[str, Any]) -> None:
+    api = _argv(compose["services"]["api"]["command"])
+    assert api == ["newsdedup", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    args = build_parser().parse_args(api[1:])
+    # What `newsdedup serve` will exec for that command line: gunicorn on 0.0.0.0:8000.
+    assert serve_command(args.host, args.port) == serve_command("0.0.0.0", 8000)
+    assert _argv(compose["services"]["worker"]["command"]) == ["newsdedup", "worker"]
+
+
+def test_dockerfile_runs_gunicorn_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    assert "\nUSER " in text and "USER root" not in text
+    assert 'CMD ["newsdedup", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
