@@ -166,9 +166,13 @@ class Dedup:
                 i = self.r.hget(keys.article(n), "id")
                 if i is not None:
                     ids.append(i.decode())
-        retried = []
+        retried, unknown = [], []
         for i in dict.fromkeys(ids):
-            n = self._number(i)
+            raw = self.r.hget(keys.IDS, i)
+            if raw is None:
+                unknown.append(i)
+                continue
+            n = int(raw)
             st, ver = self.r.hmget(keys.article(n), "status", "ver")
             if st != b"failed" or ver is None:
                 continue
@@ -179,7 +183,9 @@ class Dedup:
             txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
             if self.engine.scripts.run(txn):
                 retried.append(i)
-        return {"retried": retried}
+        if unknown and not retried and len(unknown) == len(ids):
+            raise NotFound(f"no article with id {unknown[0]!r}")
+        return {"retried": retried, **({"unknown": unknown} if unknown else {})}
 
     # ------------------------------------------------------------------ reads
 

@@ -157,7 +157,10 @@ def _schemas(config: Config) -> dict[str, Any]:
                       required=["articles", "clusters", "queue"]),
         "RetryRequest": _obj({"ids": {"type": "array", "maxItems": config.max_batch, "items": article_id}},
                              required=[]),
-        "RetryResult": _obj({"retried": {"type": "array", "items": {"type": "string"}}}),
+        "RetryResult": _obj({"retried": {"type": "array", "items": {"type": "string"}},
+                             "unknown": {"type": "array", "items": {"type": "string"},
+                                         "description": "ids that name no article (skipped)"}},
+                            required=["retried"]),
         "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
         "Ready": _obj({"status": {"type": "string", "enum": ["ready"]}}),
     }
