@@ -402,6 +402,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
         for k in batch:
             pipe.execute_command("MEMORY", "USAGE", k, "SAMPLES", "0")
         for k, size in zip(batch, pipe.execute()):
+            k = k if isinstance(k, bytes) else str(k).encode()
             fam = _family(k)
             fam_bytes[fam] += int(size or 0)
             fam_keys[fam] += 1
@@ -437,7 +438,7 @@ def cluster_sizes(r: redis.Redis, limit: int = 100_000) -> dict[str, Any]:
     cids = r.zrange("nd:clusters", 0, limit - 1)
     pipe = r.pipeline(transaction=False)
     for c in cids:
-        pipe.hget(b"nd:c:" + c, "size")
+        pipe.hget("nd:c:" + (c.decode() if isinstance(c, bytes) else str(c)), "size")
     sizes = sorted((int(s or 0) for s in pipe.execute()), reverse=True)
     return {"clusters": len(sizes), "articles_in_them": sum(sizes), "largest": sizes[:10],
             "histogram": dict(sorted(Counter(min(s, 10) for s in sizes).items()))}
