@@ -26,7 +26,7 @@ NEWSDEDUP_BOILERPLATE_MIN_DOCS     4                a line seen in this many doc
 NEWSDEDUP_BOILERPLATE_MIN_SHARE    0.01             ... and in this share of them is boilerplate
 NEWSDEDUP_MERGE_RATIO              0.5              share of a cluster an article must match to fuse it
 NEWSDEDUP_KEEP_TEXT                true             keep compressed cleaned text for explanations
-NEWSDEDUP_LSH_BUCKET_BITS          12               2**bits hash keys per LSH band (memory layout)
+NEWSDEDUP_LSH_BUCKET_BITS          10               2**bits hash keys per LSH band (memory layout)
 NEWSDEDUP_WORKER_BATCH             64               stream entries a worker reads at once
 NEWSDEDUP_VISIBILITY_TIMEOUT       60               seconds before a silent worker's entries are claimed
 NEWSDEDUP_MAX_ATTEMPTS             3                attempts before an article is dead-lettered
@@ -111,7 +111,7 @@ class Config:
     boilerplate_min_share: float = 0.01
     merge_ratio: float = 0.5
     keep_text: bool = True
-    lsh_bucket_bits: int = 12
+    lsh_bucket_bits: int = 10
     worker_batch: int = 64
     visibility_timeout: float = 60.0
     max_attempts: int = 3

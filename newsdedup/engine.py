@@ -32,14 +32,15 @@ from .clustering import Placement, plan
 from .config import Config
 from .errors import ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
-from .prepare import Page, analyse, body, boilerplate_lines, clean_text
+from .prepare import Page, analyse, boilerplate_lines, clean_text
 from .records import members_of, n4, now_ms, pack_sig, pack_text, unpack_json, unpack_sig
 from .store import Scripts, Txn
-from .text import is_cjk_dominant, shingle_hashes, token_hashes
+from .text import shingle_hashes
 
 log = logging.getLogger(__name__)
 
 MIN_CONTAINMENT_SHINGLES = 20  # containment of a tiny text in a big one says nothing
+MAX_BOILERPLATE_FIELDS = 20_000  # per source; above it, shapes seen in one story only are forgotten
 MAX_BUCKET_MEMBERS = 4096  # a pathological bucket (boilerplate-only pages) stops growing
 MAX_CANDIDATES = 2000
 TXN_RETRIES = 50
@@ -51,7 +52,6 @@ class Features:
 
     page: Page
     boilerplate: set[int]
-    body: str
     tokens: int
     shingles: npt.NDArray[np.uint64]
     sig: npt.NDArray[np.uint32] | None = None
@@ -175,10 +175,9 @@ class Engine:
         return out
 
     def features(self, page: Page, bp: set[int]) -> Features:
-        text = body(page, bp)
-        toks, _ = token_hashes(text)
-        k = self.cfg.shingle_cjk if is_cjk_dominant(text) else self.cfg.shingle_latin
-        return Features(page=page, boilerplate=bp, body=text, tokens=len(toks), shingles=shingle_hashes(toks, k))
+        toks, cjk = page.body_tokens(bp)
+        k = self.cfg.shingle_cjk if cjk else self.cfg.shingle_latin
+        return Features(page=page, boilerplate=bp, tokens=len(toks), shingles=shingle_hashes(toks, k))
 
     def sign(self, feats: Sequence[Features]) -> None:
         sigs = signatures([f.shingles for f in feats], self.cfg.num_perm)
@@ -256,6 +255,7 @@ class Engine:
             assert j.features is not None
             j.edges = self.verify(j.features, j.candidates, data)
         self._link(analysed)
+        self._prune({j.source for j in analysed})
         self._finish_skipped([j for j in jobs if j.skip is not None or j.error is not None])
         return jobs
 
@@ -292,7 +292,6 @@ class Engine:
             return
         feats = [j.features for j in jobs]
         sigs = np.stack([f.sig for f in feats])  # type: ignore[union-attr,misc]
-        buckets, fields = self.banding.locate(self.banding.band_hashes(sigs))
         nb = self.banding.bands
         # updates: remove the previous version's band entries first (idempotent)
         stale = Txn()
@@ -306,7 +305,16 @@ class Engine:
                         stale.unband(keys.lsh_bucket(b, int(ob[b])), of[b], n4(j.n))
         if stale.writes:
             self.scripts.run(stale)
+        # one KEYS entry per distinct bucket of the batch; per article, the band -> KEYS index
+        # map and the band fields travel as two packed strings, not 2 x bands arguments
+        bkt, fld = self.banding.locate_arrays(self.banding.band_hashes(sigs))
+        flat_keys = np.arange(nb, dtype=np.int64)[None, :] * (1 << self.banding.bucket_bits) + bkt
+        uniq, inverse = np.unique(flat_keys.reshape(-1), return_inverse=True)
+        inverse = (inverse.reshape(len(jobs), nb) + 1).astype("<u4")
         txn = Txn()
+        for u in uniq.tolist():
+            txn.k(keys.lsh_bucket(u >> self.banding.bucket_bits, u & ((1 << self.banding.bucket_bits) - 1)))
+        fld_le = fld.astype("<u4")
         argv: list[Any] = [MAX_BUCKET_MEMBERS]
         for i, j in enumerate(jobs):
             f = j.features
@@ -321,11 +329,9 @@ class Engine:
                 values["text"] = pack_text(clean_text(f.page, f.boilerplate))
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
-            bands = range(nb) if self.indexable(f) else range(0)
-            argv.extend((txn.k(keys.article(j.n)), n4(j.n), j.ver, len(bands)))
-            for b in bands:
-                argv.extend((txn.k(keys.lsh_bucket(b, int(buckets[i * nb + b]))), fields[i * nb + b]))
-            argv.append(len(values))
+            idx = self.indexable(f)
+            argv.extend((txn.k(keys.article(j.n)), n4(j.n), j.ver, inverse[i].tobytes() if idx else b"",
+                         fld_le[i].tobytes() if idx else b"", len(values)))
             for k, v in values.items():
                 argv.extend((k, v))
         res = self.scripts.index(keys=txn.keys, args=argv)
@@ -355,6 +361,17 @@ class Engine:
                     j.skip = "changed while processing"
             time.sleep(min(0.05, 0.001 * (2 ** min(attempt, 6))))
         raise ProcessingError("could not place articles in clusters: too much concurrent change")
+
+    def _prune(self, sources: set[str]) -> None:
+        """Keep each source's boilerplate state bounded (checked with one HLEN per source)."""
+        ordered = sorted(sources)
+        pipe = self.r.pipeline(transaction=False)
+        for src in ordered:
+            pipe.hlen(keys.boilerplate(src))
+        for src, size in zip(ordered, pipe.execute()):
+            if int(size) > MAX_BOILERPLATE_FIELDS:
+                removed = self.scripts.prune_boilerplate(keys=[keys.boilerplate(src)], args=[MAX_BOILERPLATE_FIELDS])
+                log.info("boilerplate state of %r pruned: %s one-story line shapes forgotten", src, removed)
 
     def _snapshot(self, ns: set[int]) -> tuple[dict[int, str], dict[str, set[int]], dict[str, bytes | None]]:
         pipe = self.r.pipeline(transaction=False)
@@ -441,8 +458,7 @@ class Engine:
             if j.features is not None and len(pl.members.get(final, members.get(final, set()))) == 1:
                 bp = keys.boilerplate(j.source)
                 txn.hincrby(bp, keys.BP_DOCS_FIELD.decode(), 1)
-                for shape in j.features.page.shapes:
-                    txn.hincrby_bytes(bp, shape, 1)
+                txn.hincr1(bp, j.features.page.shapes)
         for j in jobs:
             txn.expect_field(keys.article(j.n), "ver", j.ver)
             txn.expect_field(keys.article(j.n), "status", "queued")

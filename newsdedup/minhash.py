@@ -131,6 +131,13 @@ class Banding:
             acc = _mix64(acc + np.arange(self.bands, dtype=U64)[None, :] * U64(0x9E3779B97F4A7C15))
         return acc
 
+    def locate_arrays(self, band_hashes: npt.NDArray[np.uint64]
+                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
+        """Bucket numbers and 32-bit fields, shaped like ``band_hashes``."""
+        buckets = (band_hashes >> U64(64 - self.bucket_bits)).astype(np.int64) if self.bucket_bits else \
+            np.zeros(band_hashes.shape, dtype=np.int64)
+        return buckets, (band_hashes & U64(0xFFFFFFFF)).astype(np.uint32)
+
     def locate(self, band_hashes: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], list[bytes]]:
         """Bucket number (key) and 4-byte field for each band hash (flattened, row-major)."""
         flat = band_hashes.reshape(-1)

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import xxhash
 from simhash import Simhash
 
 from .extract import extract
-from .text import TOKEN_RE, line_shape, normalize
+from .text import TOKEN_RE, hash_tokens, line_shape, normalize, token_hashes
 
 _SENTENCE_END = re.compile(r"[.!?。！？；;…\"”’'）)]\s*$")
 MIN_REPEAT_TOKENS = 4  # shorter lines repeat by chance ("share", "home")
@@ -33,6 +36,9 @@ class Line:
     ntok: int
     shape: bytes  # 8-byte hash of the digit/space-abstracted line; b"" for lines without tokens
     short: bool  # reads like a link or a heading, not a sentence
+    start: int = 0  # first of this line's tokens in Page.tokens
+    cjk: int = 0  # CJK-character tokens
+    chars: int = 0  # characters in tokens
 
 
 @dataclass
@@ -55,9 +61,33 @@ class Page:
     title: str
     lines: list[Line]
     total_chars: int
+    tokens: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     repeated: list[RepeatedBlock] = field(default_factory=list)
     redundant: set[int] = field(default_factory=set)  # later copies of repeated lines
     title_lines: set[int] = field(default_factory=set)
+
+    def line_tokens(self, i: int) -> npt.NDArray[np.uint64]:
+        ln = self.lines[i]
+        return self.tokens[ln.start:ln.start + ln.ntok]
+
+    def kept(self, boilerplate: set[int]) -> list[int]:
+        """Lines of the body: no boilerplate, no title lines, each repeated block once.
+
+        A page that is all chrome keeps its non-repeated lines: never compare nothing.
+        """
+        skip = boilerplate | self.redundant | self.title_lines
+        kept = [i for i, ln in enumerate(self.lines) if i not in skip and ln.ntok]
+        return kept or [i for i, ln in enumerate(self.lines) if i not in self.redundant and ln.ntok]
+
+    def body_tokens(self, boilerplate: set[int]) -> tuple[npt.NDArray[np.uint64], bool]:
+        """Token hashes of the body and whether CJK characters dominate it."""
+        kept = self.kept(boilerplate)
+        if not kept:
+            return np.zeros(0, dtype=np.uint64), False
+        toks = np.concatenate([self.line_tokens(i) for i in kept])
+        cjk = sum(self.lines[i].cjk for i in kept)
+        other = sum(self.lines[i].chars for i in kept) - cjk
+        return toks, cjk > other
 
     @property
     def shapes(self) -> list[bytes]:
@@ -74,18 +104,29 @@ class Page:
         return blocks, round(min(1.0, covered / max(self.total_chars, 1)), 4)
 
 
-def _line(raw: str) -> Line:
-    norm = normalize(raw)
-    toks = TOKEN_RE.findall(norm)
-    ntok = len(toks)
-    shape = xxhash.xxh64_digest(line_shape(norm).encode("utf-8")) if ntok else b""
-    cjk_heavy = sum(len(t) == 1 for t in toks) * 2 > ntok
-    short = ntok > 0 and (ntok <= (40 if cjk_heavy else 14)) and not _SENTENCE_END.search(raw)
-    return Line(raw=raw, norm=norm, ntok=ntok, shape=shape, short=short)
-
-
-def _content_key(ln: Line) -> str:
-    return " ".join(TOKEN_RE.findall(ln.norm))
+def _lines(raw_lines: list[str]) -> tuple[list[Line], npt.NDArray[np.uint64]]:
+    """Normalise and tokenise all lines at once (one pass of each C routine over the page)."""
+    joined = normalize("\n".join(raw_lines))
+    norms = joined.split("\n")
+    if len(norms) != len(raw_lines):  # normalisation never adds line breaks, but never trust it
+        norms = [normalize(r) for r in raw_lines]
+    toks = [TOKEN_RE.findall(n) for n in norms]
+    counts = [len(t) for t in toks]
+    hashes, cjk_mask, lengths = hash_tokens(list(chain.from_iterable(toks)))
+    bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    starts = bounds[:-1]
+    cjk_cum = np.concatenate(([0], np.cumsum(cjk_mask)))
+    char_cum = np.concatenate(([0], np.cumsum(lengths)))
+    cjk_c = cjk_cum[bounds[1:]] - cjk_cum[starts]
+    char_c = char_cum[bounds[1:]] - char_cum[starts]
+    lines = []
+    for i, (raw, norm, ntok) in enumerate(zip(raw_lines, norms, counts)):
+        cjk = int(cjk_c[i]) if ntok else 0
+        shape = xxhash.xxh64_digest(line_shape(norm).encode("utf-8")) if ntok else b""
+        short = ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
+        lines.append(Line(raw=raw, norm=norm, ntok=ntok, shape=shape, short=short, start=int(starts[i]),
+                          cjk=cjk, chars=int(char_c[i]) if ntok else 0))
+    return lines, hashes
 
 
 def analyse(title: str, text: str | None = None, html: str | None = None) -> Page:
@@ -94,35 +135,51 @@ def analyse(title: str, text: str | None = None, html: str | None = None) -> Pag
         html_title, text = extract(html)
         title = title or html_title
     raw_lines = [ln.strip() for ln in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    lines = [_line(r) for r in raw_lines if r]
-    page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines))
+    lines, hashes = _lines([r for r in raw_lines if r])
+    page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes)
     if title:
-        tkey = " ".join(TOKEN_RE.findall(normalize(title)))
-        if tkey:
-            page.title_lines = {i for i, ln in enumerate(lines) if ln.short and _content_key(ln) == tkey}
+        tkey, _ = token_hashes(normalize(title))
+        if len(tkey):
+            page.title_lines = {i for i, ln in enumerate(lines)
+                                if ln.short and ln.ntok == len(tkey) and np.array_equal(page.line_tokens(i), tkey)}
     _find_repeats(page)
     return page
 
 
+def _simhashes(page: Page, idx: list[int]) -> list[int]:
+    """64-bit simhash of each given line over its token hashes, all lines in one numpy pass."""
+    segs = [page.line_tokens(i) for i in idx]
+    toks = np.concatenate(segs)
+    bits = np.unpackbits(toks.astype(">u8").view(np.uint8)).reshape(-1, 64).astype(np.int32) * 2 - 1
+    starts = np.concatenate(([0], np.cumsum([len(sg) for sg in segs])[:-1]))
+    votes = np.add.reduceat(bits, starts, axis=0) > 0
+    packed = np.packbits(votes, axis=1).view(">u8").reshape(-1)
+    return [int(v) for v in packed]
+
+
 def _find_repeats(page: Page) -> None:
-    first: dict[str, int] = {}
-    hashes: list[tuple[int, Simhash]] = []
+    first: dict[bytes, int] = {}
     origin: dict[int, int] = {}  # redundant line -> line it repeats
+    long_lines: list[int] = []
     for i, ln in enumerate(page.lines[:MAX_LINES_COMPARED]):
         if ln.ntok < MIN_REPEAT_TOKENS:
             continue
-        key = _content_key(ln)
+        key = page.line_tokens(i).tobytes()
         if key in first:
             origin[i] = first[key]
             continue
         first[key] = i
         if ln.ntok >= NEAR_REPEAT_TOKENS:
-            sh = Simhash(TOKEN_RE.findall(ln.norm))
-            near = next((j for j, h in hashes if sh.distance(h) <= 3), None)
+            long_lines.append(i)
+    if len(long_lines) >= 2:  # near-identical repeats: simhash fingerprints within 3 bits
+        seen: list[tuple[int, Simhash]] = []
+        for i, v in zip(long_lines, _simhashes(page, long_lines)):
+            sh = Simhash(v)
+            near = next((j for j, h in seen if sh.distance(h) <= 3), None)
             if near is not None:
                 origin[i] = near
-                continue
-            hashes.append((i, sh))
+            else:
+                seen.append((i, sh))
     page.redundant = set(origin)
     # group redundant lines that follow each other (lines without content in between) into blocks
     blocks: list[list[int]] = []
@@ -182,15 +239,10 @@ def boilerplate_lines(page: Page, counts: list[int], docs: int, min_docs: int, m
 
 
 def body(page: Page, boilerplate: set[int]) -> str:
-    """Normalised body text: no boilerplate, no title lines, each repeated block once."""
-    skip = boilerplate | page.redundant | page.title_lines
-    kept = [ln.norm for i, ln in enumerate(page.lines) if i not in skip and ln.ntok]
-    if not kept:  # never compare nothing: a page that is all chrome keeps its non-repeated lines
-        kept = [ln.norm for i, ln in enumerate(page.lines) if i not in page.redundant and ln.ntok]
-    return "\n".join(kept)
+    """Normalised body text (what is compared), for inspection and tests."""
+    return "\n".join(page.lines[i].norm for i in page.kept(boilerplate))
 
 
 def clean_text(page: Page, boilerplate: set[int]) -> str:
     """The body as the client wrote it (not normalised), for explanations."""
-    skip = boilerplate | page.redundant | page.title_lines
-    return "\n".join(ln.raw for i, ln in enumerate(page.lines) if i not in skip and ln.ntok)
+    return "\n".join(page.lines[i].raw for i in page.kept(boilerplate))

@@ -24,7 +24,7 @@ def rfc3339(ms: int | bytes | str | None) -> str | None:
 
 
 def pack_text(text: str) -> bytes:
-    return zlib.compress(text.encode("utf-8"), 6)
+    return zlib.compress(text.encode("utf-8"), 1)
 
 
 def unpack_text(blob: bytes | None) -> str:

@@ -60,6 +60,9 @@ for _, ins in ipairs(instrs) do
     redis.call("HDEL", key(a[1]), unpack(args))
   elseif name == "hincrby" then
     redis.call("HINCRBY", key(a[1]), a[2], a[3])
+  elseif name == "hincr1" then
+    local k = key(a[1])
+    for j = 2, #a do redis.call("HINCRBY", k, a[j], 1) end
   elseif name == "sadd" then
     local args = {}
     for j = 2, #a do args[#args + 1] = a[j] end
@@ -75,7 +78,9 @@ for _, ins in ipairs(instrs) do
   elseif name == "zrem" then
     redis.call("ZREM", key(a[1]), a[2])
   elseif name == "xack" then
+    -- a finished entry is deleted too: the stream holds only work not yet done
     redis.call("XACK", key(a[1]), a[2], a[3])
+    redis.call("XDEL", key(a[1]), a[3])
   elseif name == "xadd" then
     local args = {}
     for j = 2, #a do args[#args + 1] = a[j] end
@@ -92,8 +97,8 @@ return {1}
 """
 
 # KEYS: bucket keys..., article keys...   ARGV: max_members, then per article:
-#   akey_index, n4 (4-byte member), ver, nbands, (bucket_key_index, field) x nbands,
-#   nfields, (field, value) x nfields
+#   akey_index, n4 (4-byte member), ver, bucket_key_indexes (uint32 LE, one per band),
+#   fields (4 bytes per band), nfields, (field, value) x nfields
 # Returns, per article, the concatenated 4-byte members found in its buckets (itself
 # excluded), or false when the article's version moved on (superseded; nothing written).
 INDEX = r"""
@@ -104,18 +109,18 @@ while i <= #ARGV do
   local akey = KEYS[tonumber(ARGV[i])]
   local n4 = ARGV[i + 1]
   local ver = ARGV[i + 2]
-  local nb = tonumber(ARGV[i + 3])
-  local p = i + 4
-  local fstart = p + 2 * nb
-  local nf = tonumber(ARGV[fstart])
+  local kidx = ARGV[i + 3]
+  local fields = ARGV[i + 4]
+  local nf = tonumber(ARGV[i + 5])
+  local fstart = i + 5
   local current = redis.call("HGET", akey, "ver")
   if current ~= ver then
     out[#out + 1] = false
   else
     local found = {}
-    for b = 0, nb - 1 do
-      local bkey = KEYS[tonumber(ARGV[p + 2 * b])]
-      local field = ARGV[p + 2 * b + 1]
+    for b = 0, #fields / 4 - 1 do
+      local bkey = KEYS[struct.unpack("<I4", kidx, 4 * b + 1)]
+      local field = string.sub(fields, 4 * b + 1, 4 * b + 4)
       local v = redis.call("HGET", bkey, field)
       local present = false
       if v then
@@ -162,4 +167,25 @@ while i <= #ARGV do
   i = i + 2 + ns
 end
 return out
+"""
+
+# KEYS[1]: one source's boilerplate hash.  ARGV: max_fields
+# Line shapes seen in a single story are forgotten once the hash grows past max_fields:
+# chrome is seen again and again and keeps its count, a story's own lines never come back.
+PRUNE_BOILERPLATE = r"""
+if redis.call("HLEN", KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+local removed = 0
+local cursor = "0"
+repeat
+  local res = redis.call("HSCAN", KEYS[1], cursor, "COUNT", 1000)
+  cursor = res[1]
+  local kv = res[2]
+  for j = 1, #kv, 2 do
+    if kv[j + 1] == "1" and kv[j] ~= "#docs" then
+      redis.call("HDEL", KEYS[1], kv[j])
+      removed = removed + 1
+    end
+  end
+until cursor == "0"
+return removed
 """

@@ -92,8 +92,11 @@ class Txn:
     def hincrby(self, key: str, field: str, delta: int) -> Txn:
         return self._w("hincrby", self.k(key), field, delta)
 
-    def hincrby_bytes(self, key: str, field: bytes, delta: int) -> Txn:
-        return self._w("hincrby", self.k(key), field, delta)
+    def hincr1(self, key: str, fields: list[bytes]) -> Txn:
+        """Add one to each of many fields of one hash (a single instruction)."""
+        for i in range(0, len(fields), 1000):
+            self._w("hincr1", self.k(key), *fields[i:i + 1000])
+        return self
 
     def sadd(self, key: str, members: list[int]) -> Txn:
         for i in range(0, len(members), 1000):
@@ -135,6 +138,7 @@ class Scripts:
         self.transact: Script = client.register_script(scripts.TRANSACT)
         self.index: Script = client.register_script(scripts.INDEX)
         self.boilerplate: Script = client.register_script(scripts.BOILERPLATE)
+        self.prune_boilerplate: Script = client.register_script(scripts.PRUNE_BOILERPLATE)
 
     def run(self, txn: Txn, client: redis.Redis | None = None) -> bool:
         """Apply a transaction; False when a check failed (the caller re-reads and retries)."""

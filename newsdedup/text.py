@@ -57,15 +57,9 @@ def tokens(normalized: str) -> list[str]:
 
 def is_cjk_dominant(normalized: str) -> bool:
     """More CJK characters than characters in other words: CJK shingle length applies."""
-    toks = TOKEN_RE.findall(normalized)
-    cjk = sum(1 for t in toks if len(t) == 1 and _is_cjk(t))
-    other = sum(len(t) for t in toks) - cjk
-    return cjk > other
-
-
-def _is_cjk(ch: str) -> bool:
-    o = ord(ch)
-    return any(a <= o <= b for a, b in _CJK_RANGES)
+    _, cjk, lengths = hash_tokens(TOKEN_RE.findall(normalized))
+    n_cjk = int(np.count_nonzero(cjk))
+    return n_cjk > int(lengths.sum()) - n_cjk
 
 
 def line_shape(normalized_line: str) -> str:
@@ -101,32 +95,38 @@ def _powers(n: int) -> npt.NDArray[np.uint64]:
     return out
 
 
-def token_hashes(normalized: str) -> tuple[npt.NDArray[np.uint64], int]:
-    """64-bit hashes of the tokens of a normalised text, and how many of them are CJK.
+def hash_tokens(toks: list[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """64-bit hashes of tokens, which of them are CJK characters, and their lengths.
 
-    One pass of regex (in C) finds the tokens; each token's hash is the
-    polynomial hash of its code points, computed for all tokens at once.
+    Each token's hash is the polynomial hash of its code points, computed for
+    all tokens at once; a text's hashes are the concatenation of its lines'.
     """
-    toks = TOKEN_RE.findall(normalized)
     if not toks:
-        return np.zeros(0, dtype=U64), 0
+        return np.zeros(0, dtype=U64), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
     joined = "".join(toks)
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(U64)
-    lengths = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))
-    n_cjk = int(np.count_nonzero((lengths == 1) & _cjk_mask(cps[np.cumsum(lengths) - 1])))
-    if n_cjk == len(toks):  # all single characters: the general formula below reduces to this
+    if len(cps) == len(toks):  # every token one character: the general formula reduces to this
         with np.errstate(over="ignore"):
-            return _mix64(cps + _LEN_SALT), n_cjk
+            return _mix64(cps + _LEN_SALT), _cjk_mask(cps), np.ones(len(toks), dtype=np.int64)
+    lengths = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+    ends = np.cumsum(lengths)
+    cjk = (lengths == 1) & _cjk_mask(cps[ends - 1])
     max_len = int(lengths.max())
     # position of each code point inside its token -> weight P**pos; token hash = sum of weighted cps
-    starts = np.cumsum(lengths) - lengths
+    starts = ends - lengths
     pos = np.arange(len(cps), dtype=np.int64) - np.repeat(starts, lengths)
     weights = _powers(max(max_len, 64))[pos]
     with np.errstate(over="ignore"):
         weighted = cps * weights
         sums = np.add.reduceat(weighted, starts)
         sums = sums + lengths.astype(U64) * _LEN_SALT
-    return _mix64(sums), n_cjk
+    return _mix64(sums), cjk, lengths
+
+
+def token_hashes(normalized: str) -> tuple[npt.NDArray[np.uint64], int]:
+    """Token hashes of a normalised text and how many of its tokens are CJK characters."""
+    h, cjk, _ = hash_tokens(TOKEN_RE.findall(normalized))
+    return h, int(np.count_nonzero(cjk))
 
 
 def _cjk_mask(cps: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:

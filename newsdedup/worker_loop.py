@@ -35,6 +35,24 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# The index is compact only while its hashes stay in Redis's small encoding (see keys.py).
+HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
+
+
+def tune_redis(client: Any) -> None:
+    """Raise the small-hash encoding limits when they are lower (best effort; never lowers them)."""
+    for name, want in HASH_ENCODING.items():
+        try:
+            current = client.config_get(name)
+            value = next(iter(current.values()), None) if current else None
+            if value is not None and int(value) < want:
+                client.config_set(name, want)
+                log.info("raised Redis %s from %s to %s", name, value, want)
+        except redis.exceptions.ResponseError as exc:  # managed Redis: CONFIG is often disabled
+            log.warning("cannot raise Redis %s to %s (%s); the index will use more memory", name, want, exc)
+            return
+
+
 def _parse(raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry], list[bytes]]:
     good, bad = [], []
     for eid, fields in raw:
@@ -60,6 +78,7 @@ class Worker:
         """Handle one batch: abandoned entries first, then new ones. Returns entries handled."""
         if not self._group_ready:
             ensure_group(self.r)
+            tune_redis(self.r)
             self._group_ready = True
         claimed = self._claim_abandoned()
         if claimed:
@@ -86,7 +105,7 @@ class Worker:
         entries = [e for e in res[1] if e is not None and e[1] is not None] if res else []
         if res and len(res) > 2 and res[2]:  # entries deleted from the stream while pending
             for eid in res[2]:
-                self.r.xack(keys.QUEUE, keys.GROUP, eid)
+                self._ack(eid)
         if not entries:
             return []
         # entries delivered too often are poison: dead-letter them instead of trying again
@@ -102,24 +121,28 @@ class Worker:
                 keep.append((eid, fields))
         return keep
 
+    def _ack(self, eid: bytes) -> None:
+        """Acknowledge and delete an entry: the stream only holds work not yet done."""
+        self.r.pipeline(transaction=True).xack(keys.QUEUE, keys.GROUP, eid).xdel(keys.QUEUE, eid).execute()
+
     def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], attempts: int) -> None:
         try:
             n, ver = int(fields[b"n"]), int(fields[b"ver"])
         except (KeyError, ValueError):
-            self.r.xack(keys.QUEUE, keys.GROUP, eid)
+            self._ack(eid)
             return
         last = self.r.hget(keys.article(n), "error")
         reason = f"gave up after {attempts - 1} attempts" + (f": {last.decode()}" if last else
                                                             " (the worker handling it stopped responding)")
         log.warning("dead-lettering article %s: %s", n, reason)
         if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts - 1)):
-            self.r.xack(keys.QUEUE, keys.GROUP, eid)  # the article moved on; this entry is stale
+            self._ack(eid)  # the article moved on; this entry is stale
 
     def _handle(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> int:
         entries, bad = _parse(raw)
         for eid in bad:
             log.error("dropping malformed queue entry %r", eid)
-            self.r.xack(keys.QUEUE, keys.GROUP, eid)
+            self._ack(eid)
         if not entries:
             return len(bad)
         try:

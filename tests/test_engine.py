@@ -265,3 +265,34 @@ def test_check_finds_duplicates_without_storing(dedup: Dedup, config: Config) ->
     assert res["duplicates"][0]["id"] == "stored" and res["cluster_id"] == cluster_of(dedup, "stored")
     assert dedup.check(parse_article({"text": zh_article(82, 800)})[0])["duplicates"] == []
     assert dedup.stats() == before
+
+
+def test_boilerplate_state_stays_bounded_and_keeps_the_chrome(dedup: Dedup, config: Config,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import newsdedup.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "MAX_BOILERPLATE_FIELDS", 60)
+    rng = random.Random(9)
+    arts = []
+    for i in range(30):
+        top, foot = zh_chrome("SiteP", rng)
+        arts.append({"id": f"p{i}", "text": f"{top}\n{zh_article(300 + i, 400)}\n{foot}", "source": "SiteP"})
+    submit(dedup, *arts)
+    run(dedup, config)
+    key = keys.boilerplate("sitep")
+    assert dedup.r.hlen(key) <= 60  # one-story shapes were forgotten when the batch crossed the limit
+    counts = [int(v) for f, v in dedup.r.hgetall(key).items() if f != keys.BP_DOCS_FIELD]
+    assert max(counts) >= 25  # the chrome survives pruning
+    top, foot = zh_chrome("SiteP", rng)
+    submit(dedup, {"id": "later", "text": f"{top}\n{zh_article(999, 400)}\n{foot}", "source": "SiteP"})
+    run(dedup, config)
+    assert dedup.article("later")["boilerplate_lines"] >= 4
+
+
+def test_worker_raises_small_hash_limits(redis_client: redis.Redis, config: Config) -> None:
+    from newsdedup.worker_loop import HASH_ENCODING
+
+    redis_client.config_set("hash-max-ziplist-entries", 128)
+    process_available(redis_client, config)
+    assert int(redis_client.config_get("hash-max-ziplist-entries")["hash-max-ziplist-entries"]) == \
+        HASH_ENCODING["hash-max-ziplist-entries"]
