@@ -23,6 +23,8 @@ from simhash import Simhash
 from .extract import extract
 from .text import TOKEN_RE, hash_tokens, line_shape, normalize, token_hashes
 
+_DIGITS = re.compile(r"\d+")
+_SENTENCE_INSIDE = re.compile(r"[a-z\u00c0-\u024f0-9)\"”’'][.!?;](\s|$)|[。！？；]")
 _SENTENCE_END = re.compile(r"[.!?。！？；;…\"”’'）)]\s*$")
 MIN_REPEAT_TOKENS = 4  # shorter lines repeat by chance ("share", "home")
 NEAR_REPEAT_TOKENS = 16  # lines this long may repeat with small differences (simhash)
@@ -104,6 +106,17 @@ class Page:
         return blocks, round(min(1.0, covered / max(self.total_chars, 1)), 4)
 
 
+def _shape(norm: str, ntok: int) -> bytes:
+    """Digits are abstracted (dates, phone numbers vary in chrome) unless numbers are the content.
+
+    In a line like "Net 61.3 mln vs 21.1 mln" the figures are what tells one
+    earnings report from another; such lines are learned only verbatim.
+    """
+    numbers = len(_DIGITS.findall(norm))
+    text = line_shape(norm) if numbers * 5 < ntok * 2 else norm
+    return xxhash.xxh64_digest(text.encode("utf-8"))
+
+
 def _lines(raw_lines: list[str]) -> tuple[list[Line], npt.NDArray[np.uint64]]:
     """Normalise and tokenise all lines at once (one pass of each C routine over the page)."""
     joined = normalize("\n".join(raw_lines))
@@ -122,7 +135,7 @@ def _lines(raw_lines: list[str]) -> tuple[list[Line], npt.NDArray[np.uint64]]:
     lines = []
     for i, (raw, norm, ntok) in enumerate(zip(raw_lines, norms, counts)):
         cjk = int(cjk_c[i]) if ntok else 0
-        shape = xxhash.xxh64_digest(line_shape(norm).encode("utf-8")) if ntok else b""
+        shape = _shape(norm, ntok) if ntok else b""
         short = ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
         lines.append(Line(raw=raw, norm=norm, ntok=ntok, shape=shape, short=short, start=int(starts[i]),
                           cjk=cjk, chars=int(char_c[i]) if ntok else 0))
@@ -230,8 +243,10 @@ def boilerplate_lines(page: Page, counts: list[int], docs: int, min_docs: int, m
             j = i
             while j < n and j not in bp and page.lines[j].short:
                 j += 1
-            # a run of short lines [i, j) bounded by boilerplate on a side
-            if (i > 0 and i - 1 in bp) or (j < n and j in bp):
+            # a run of short lines [i, j) bounded by boilerplate on a side, unless it is prose
+            # wrapped at a fixed width (newswire style): prose has sentence ends inside it
+            touches = (i > 0 and i - 1 in bp) or (j < n and j in bp)
+            if touches and not any(_SENTENCE_INSIDE.search(page.lines[k].raw) for k in range(i, j)):
                 bp.update(range(i, j))
                 changed = True
             i = j

@@ -70,3 +70,23 @@ def test_hostile_html_does_not_crash() -> None:
     page = analyse("", html=deep)
     assert "words here" in body(page, set())
     assert analyse("", html="<<<>>><script>").lines == [] or True  # no exception is the point
+
+
+def test_wrapped_prose_next_to_chrome_is_not_a_link_list() -> None:
+    wire = ("Prime Computer Inc said it\nreceived an order from the board of education for\n"
+            "more than eight mln dlrs of computer equipment. The order\nwas placed last week, it said.")
+    page = analyse("", text=f"By Staff reporter | 2024-06-20 13:35\n{wire}\nRelated stories:\nStorm hits coast\n"
+                            "Terms of Use | Privacy Policy")
+    chrome = {page.lines[0].shape, page.lines[-3].shape, page.lines[-1].shape}
+    bp = boilerplate_lines(page, [50 if s in chrome else 1 for s in page.shapes], 100, 4, 0.01)
+    kept = body(page, bp)
+    assert "prime computer" in kept and "storm hits coast" not in kept
+
+
+def test_lines_whose_numbers_are_the_content_keep_their_numbers() -> None:
+    a = analyse("", text="Net 61.3 mln vs 21.1 mln\nShr 4.77 dlrs vs 1.65 dlrs")
+    b = analyse("", text="Net 18.6 mln vs 16.5 mln\nShr 0.68 dlrs vs 0.61 dlrs")
+    assert not set(a.shapes) & set(b.shapes)
+    c = analyse("", text="联系方式：某某传媒有限公司 咨询电话：60367951")
+    d = analyse("", text="联系方式：某某传媒有限公司 咨询电话：61234567")
+    assert c.shapes == d.shapes
