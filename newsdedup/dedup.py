@@ -74,9 +74,8 @@ class Dedup:
                 chash = art.content_hash()
                 fields: dict[str, str | bytes | int] = {"id": i, "chash": chash, "status": "queued", "title": art.title,
                           "url": art.url or "", "source": art.source or "", "published_at": art.published_at or "",
-                          "lang": art.lang or "", "payload": pack_json({"text": art.text} if art.text is not None
-                                                                       else {"html": art.html}),
-                          "attempts": 0, "error": ""}
+                          "lang": art.lang or "", "attempts": 0, "error": ""}
+                payload = pack_json({"text": art.text} if art.text is not None else {"html": art.html})
                 if i in recs:
                     old_chash, status, ver = recs[i]
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
@@ -86,6 +85,7 @@ class Dedup:
                     new_ver = int(ver or 0) + 1
                     txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
                     txn.hset(keys.article(n), {**fields, "ver": new_ver, "updated_at": now})
+                    txn.set(keys.payload(n), payload)
                     if status != b"queued":
                         queued_delta += 1
                     if status == b"failed":
@@ -96,6 +96,7 @@ class Dedup:
                     txn.expect_field(keys.IDS, i, None)
                     txn.hset(keys.IDS, {i: n})
                     txn.hset(keys.article(n), {**fields, "ver": 1, "ingested_at": now})
+                    txn.set(keys.payload(n), payload)
                     queued_delta += 1
                     results[i] = {"id": i, "status": "queued", "href": href(i)}
                 txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
@@ -151,7 +152,7 @@ class Dedup:
                 txn.hincrby(keys.META, "queued", -1)
             elif rec.get(b"status") == b"failed":
                 txn.hincrby(keys.META, "failed", -1)
-            txn.delete(keys.article(n)).hdel(keys.IDS, article_id)
+            txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
             if self.engine.scripts.run(txn):
                 return {"id": article_id, "deleted": True}
         raise StorageUnavailable("the article kept changing while being deleted; retry", retry_after=1)

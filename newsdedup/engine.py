@@ -263,7 +263,11 @@ class Engine:
         pipe = self.r.pipeline(transaction=False)
         for j in jobs:
             pipe.hgetall(keys.article(j.n))
-        for j, rec in zip(jobs, pipe.execute()):
+            pipe.get(keys.payload(j.n))
+        res = pipe.execute()
+        for j, rec, payload in zip(jobs, res[0::2], res[1::2]):
+            if rec and payload is not None:
+                rec[b"payload"] = payload
             j.record = rec
             if not rec:
                 j.skip = "deleted"
@@ -463,7 +467,7 @@ class Engine:
             txn.expect_field(keys.article(j.n), "ver", j.ver)
             txn.expect_field(keys.article(j.n), "status", "queued")
             txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
-            txn.hdel(keys.article(j.n), "payload")
+            txn.delete(keys.payload(j.n))
             txn.xack(keys.QUEUE, keys.GROUP, j.entry_id)
         txn.hincrby(keys.META, "queued", -len(jobs))
         return txn

@@ -13,11 +13,13 @@ key                            type    contents
 nd:seq                         string  last article number handed out (INCR)
 nd:ids                         hash    external id -> article number
 nd:a:{n}                       hash    one article: id, ver, status, chash, title, url, source,
-                                       published_at, lang, ingested_at, processed_at, payload
-                                       (zlib JSON of the submitted body until processed), sig
+                                       published_at, lang, ingested_at, processed_at, sig
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
-                                       dups (JSON [[n, jaccard, containment], ...]), repeated
-                                       (JSON), text (zlib cleaned text), attempts, error
+                                       repeated (JSON), rshare, text (cleaned text: zlib of
+                                       GB18030, a lossless Unicode encoding that is compact for
+                                       Chinese), attempts, error
+nd:p:{n}                       string  the submitted body (zlib JSON {"text"} or {"html"}) until
+                                       the article is done; kept apart so article hashes stay small
 nd:lsh:{band}:{bucket}         hash    LSH band bucket: field = 4-byte band hash, value = packed
                                        uint32 article numbers sharing that band hash
 nd:c:{cid}                     hash    cluster with 2+ members: size, canonical (n), created_at,
@@ -58,6 +60,10 @@ BP_DOCS_FIELD = b"#docs"
 
 def article(n: int) -> str:
     return f"{PREFIX}a:{n}"
+
+
+def payload(n: int) -> str:
+    return f"{PREFIX}p:{n}"
 
 
 def lsh_bucket(band: int, bucket: int) -> str:

@@ -24,13 +24,14 @@ def rfc3339(ms: int | bytes | str | None) -> str | None:
 
 
 def pack_text(text: str) -> bytes:
-    return zlib.compress(text.encode("utf-8"), 1)
+    """zlib of GB18030: lossless for all of Unicode, a fifth smaller than UTF-8 for Chinese news."""
+    return zlib.compress(text.encode("gb18030"), 6)
 
 
 def unpack_text(blob: bytes | None) -> str:
     if not blob:
         return ""
-    return zlib.decompress(blob).decode("utf-8")
+    return zlib.decompress(blob).decode("gb18030")
 
 
 def pack_json(obj: Any) -> bytes:

@@ -71,6 +71,8 @@ for _, ins in ipairs(instrs) do
     local args = {}
     for j = 2, #a do args[#args + 1] = a[j] end
     redis.call("SREM", key(a[1]), unpack(args))
+  elseif name == "set" then
+    redis.call("SET", key(a[1]), a[2])
   elseif name == "del" then
     redis.call("DEL", key(a[1]))
   elseif name == "zadd" then

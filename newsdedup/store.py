@@ -108,6 +108,9 @@ class Txn:
             self._w("srem", self.k(key), *members[i:i + 1000])
         return self
 
+    def set(self, key: str, value: Arg) -> Txn:
+        return self._w("set", self.k(key), value)
+
     def delete(self, key: str) -> Txn:
         return self._w("del", self.k(key))
 

@@ -238,7 +238,7 @@ def test_retry_failed(client: FlaskClient, redis_client: redis.Redis, cfg: Confi
     post_json(client, "/v1/articles", {"articles": [{"id": "f1", "text": story(11)},
                                                     {"id": "ok", "text": story(12)}]})
     n = int(redis_client.hget(keys.IDS, "f1") or 0)
-    redis_client.hset(keys.article(n), "payload", b"not zlib")  # a corrupt record fails permanently
+    redis_client.set(keys.payload(n), b"not zlib")  # a corrupt record fails permanently
     process(redis_client, cfg)
     failed = client.get("/v1/articles/f1").get_json()
     assert failed["status"] == "failed" and failed["error"] and failed["attempts"] >= 1

@@ -180,7 +180,7 @@ def test_happy_paths_match_the_document(cfg: Config, redis_client: redis.Redis,
                                                     {"id": "o3", "text": story(22)},
                                                     {"id": "bad", "text": story(23)}]})
     n = int(redis_client.hget(keys.IDS, "bad") or 0)
-    redis_client.hset(keys.article(n), "payload", b"corrupt")
+    redis_client.set(keys.payload(n), b"corrupt")
     call("get", "/v1/stats")
     process(redis_client, cfg)
     call("post", "/v1/articles", body={"id": "o1", "title": "Original", "text": text, "source": "s.example",

@@ -62,3 +62,13 @@ def test_a_token_hashes_the_same_whatever_else_the_text_holds() -> None:
     pure, _ = token_hashes(normalize("新闻发布会"))
     mixed, _ = token_hashes(normalize("新闻发布会 footer"))
     assert np.array_equal(pure, mixed[:5])
+
+
+def test_kept_text_round_trips_all_of_unicode_and_is_smaller_than_utf8() -> None:
+    from newsdedup.records import pack_text, unpack_text
+
+    sample = "中文新闻 café 😀 𠀀 ①② ﬁ\n" + "渝中区公共法律服务中心举办开放日活动。" * 20
+    assert unpack_text(pack_text(sample)) == sample
+    import zlib
+
+    assert len(pack_text(sample)) < len(zlib.compress(sample.encode("utf-8"), 6))
