@@ -20,6 +20,7 @@ KNOWN_FIELDS = ("id", "title", "text", "html", "url", "source", "published_at", 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,3}$")
 _WORD = re.compile(r"\w")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TAG = re.compile(r"<[^>]*>|&[#\w]+;")
 _LIMITS = {"title": 4000, "url": 4096, "source": 256}
 
@@ -69,7 +70,7 @@ def _string(obj: dict[str, Any], name: str, where: str, limit: int) -> str | Non
     if len(v) > limit:
         raise ValidationError(f"{where}{name} is {len(v)} characters long; the limit is {limit}",
                               field=where + name, code="field_too_long")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
+    if _SURROGATE.search(v):
         raise ValidationError(f"{where}{name} contains unpaired surrogates; send valid UTF-8",
                               field=where + name)
     return v
