@@ -64,7 +64,7 @@ def signatures(shingle_sets: list[npt.NDArray[np.uint64]], num_perm: int) -> npt
     seg_start = np.concatenate(([0], np.cumsum(seg_len)[:-1]))
     # Permutations x shingles, in blocks of whole documents (~_CHUNK shingles) reusing one
     # buffer: the segmented minimum along the contiguous axis is what makes this fast.
-    buf = np.empty((num_perm, max(_CHUNK, int(seg_len.max()))), dtype=np.uint32)
+    buf = np.empty((num_perm, max(min(_CHUNK, int(seg_len.sum())), int(seg_len.max()))), dtype=np.uint32)
     doc = 0
     while doc < len(nonempty):
         first = doc
