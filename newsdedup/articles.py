@@ -19,9 +19,10 @@ from .errors import PayloadTooLarge, ValidationError
 KNOWN_FIELDS = ("id", "title", "text", "html", "url", "source", "published_at", "lang")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,3}$")
-_WORD = re.compile(r"\w")
+_WORD = re.compile(r"[^\W_]")  # what the tokenizer calls a letter or digit
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TAG = re.compile(r"<[^>]*>|&[#\w]+;")
+_INVISIBLE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
 _LIMITS = {"title": 4000, "url": 4096, "source": 256}
 
 
@@ -104,7 +105,7 @@ def parse_article(obj: Any, *, max_text_chars: int = 2_000_000, max_id_length: i
     if not body.strip():
         raise ValidationError(f"{where}{'text' if text is not None else 'html'} is empty",
                               field=where + ("text" if text is not None else "html"), code="empty_content")
-    visible = body if text is not None else _TAG.sub(" ", body)
+    visible = body if text is not None else _TAG.sub(" ", _INVISIBLE.sub(" ", body))
     if not _WORD.search(visible):
         raise ValidationError(f"{where}{'text' if text is not None else 'html'} has no letters or digits "
                               "to compare", field=where + ("text" if text is not None else "html"),

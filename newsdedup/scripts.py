@@ -159,9 +159,9 @@ while i <= #ARGV do
   local k = KEYS[tonumber(ARGV[i])]
   local ns = tonumber(ARGV[i + 1])
   local row = {tonumber(redis.call("HGET", k, "#docs") or "0")}
-  if ns > 0 then
+  for c = 1, ns, 1000 do  -- in chunks: Lua's unpack fails near 8000 values
     local shapes = {}
-    for j = 1, ns do shapes[j] = ARGV[i + 1 + j] end
+    for j = c, math.min(ns, c + 999) do shapes[#shapes + 1] = ARGV[i + 1 + j] end
     local vals = redis.call("HMGET", k, unpack(shapes))
     for j = 1, #vals do row[#row + 1] = tonumber(vals[j] or "0") end
   end

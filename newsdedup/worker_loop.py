@@ -96,46 +96,55 @@ class Worker:
         return self._handle(resp[0][1])
 
     def _claim_abandoned(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Take over entries whose worker went silent; dead-letter those tried too often.
+
+        Entries abandoned once are retried together. An entry that was already
+        retried may be the one that kills its worker, so it is retried alone:
+        a crashing article must not use up the attempts of its batch-mates.
+        """
         now = time.monotonic()
         if now - self._last_claim < max(0.05, self.cfg.visibility_timeout / 4):
             return []
         self._last_claim = now
-        res = self.r.xautoclaim(keys.QUEUE, keys.GROUP, self.name, int(self.cfg.visibility_timeout * 1000),
-                                start_id="0-0", count=self.cfg.worker_batch)
-        entries = [e for e in res[1] if e is not None and e[1] is not None] if res else []
-        if res and len(res) > 2 and res[2]:  # entries deleted from the stream while pending
-            for eid in res[2]:
-                self._ack(eid)
-        if not entries:
+        idle_ms = int(self.cfg.visibility_timeout * 1000)
+        pending = self.r.xpending_range(keys.QUEUE, keys.GROUP, min="-", max="+",
+                                        count=self.cfg.worker_batch * 4, idle=idle_ms)
+        if not pending:
             return []
-        # entries delivered too often are poison: dead-letter them instead of trying again
-        counts = {}
-        for p in self.r.xpending_range(keys.QUEUE, keys.GROUP, min=entries[0][0], max=entries[-1][0],
-                                       count=len(entries) * 2 + 10):
-            counts[p["message_id"]] = int(p["times_delivered"])
-        keep = []
-        for eid, fields in entries:
-            if counts.get(eid, 1) > self.cfg.max_attempts:
-                self._dead_letter(eid, fields, counts[eid])
-            else:
-                keep.append((eid, fields))
-        return keep
+        attempts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        for eid, n in attempts.items():
+            if n >= self.cfg.max_attempts:
+                self._dead_letter(eid, n)
+        live = [eid for eid, n in attempts.items() if n < self.cfg.max_attempts]
+        once = [eid for eid in live if attempts[eid] <= 1]
+        ids = once[: self.cfg.worker_batch] if once else live[:1]
+        if not ids:
+            return []
+        claimed = self.r.xclaim(keys.QUEUE, keys.GROUP, self.name, idle_ms, ids)
+        entries = [e for e in claimed if e is not None and e[1] is not None]
+        got = {e[0] for e in entries}
+        for eid in ids:  # entries deleted from the stream while pending: nothing left to do
+            if eid not in got and self.r.xrange(keys.QUEUE, eid, eid, count=1) == []:
+                self._ack(eid)
+        return entries
 
     def _ack(self, eid: bytes) -> None:
         """Acknowledge and delete an entry: the stream only holds work not yet done."""
         self.r.pipeline(transaction=True).xack(keys.QUEUE, keys.GROUP, eid).xdel(keys.QUEUE, eid).execute()
 
-    def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], attempts: int) -> None:
+    def _dead_letter(self, eid: bytes, attempts: int) -> None:
+        rows = self.r.xrange(keys.QUEUE, eid, eid, count=1)
         try:
+            fields = rows[0][1]
             n, ver = int(fields[b"n"]), int(fields[b"ver"])
-        except (KeyError, ValueError):
+        except (IndexError, KeyError, ValueError, TypeError):
             self._ack(eid)
             return
         last = self.r.hget(keys.article(n), "error")
-        reason = f"gave up after {attempts - 1} attempts" + (f": {last.decode()}" if last else
-                                                            " (the worker handling it stopped responding)")
+        reason = f"gave up after {attempts} attempts" + (f": {last.decode()}" if last else
+                                                        " (the worker handling it stopped responding)")
         log.warning("dead-lettering article %s: %s", n, reason)
-        if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts - 1)):
+        if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts)):
             self._ack(eid)  # the article moved on; this entry is stale
 
     def _handle(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> int:
