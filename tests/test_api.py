@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import random
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +22,9 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.redis_server import free_port
+from newsdedup.worker_loop import process_available as process
 from service import create_app
+from tests.textgen import near_copy, word_story
 
 _VOCABULARY = ("city council budget vote school road tax river bridge mayor election police weather storm market "
                "price energy hospital train airport union strike court judge report minister museum festival "
@@ -33,26 +34,7 @@ WORDS = _VOCABULARY.split(" ")
 
 
 def story(seed: int, n: int = 120) -> str:
-    """A deterministic article-like text; different seeds share almost no shingles."""
-    rng = random.Random(seed)
-    sentences = []
-    for _ in range(n // 12):
-        sentences.append(" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + ".")
-    return " ".join(sentences)
-
-
-def near_copy(text: str) -> str:
-    """The same story lightly edited: a few words changed at the end, plus a line added."""
-    words = text.split()
-    words[-3:] = ["changed", "ending", "here."]
-    return " ".join(words) + "\nUpdated with a correction."
-
-
-def process(client: redis.Redis, config: Config) -> int:
-    """Run the workers' code inline until the queue is empty."""
-    from newsdedup.worker_loop import process_available
-
-    return process_available(client, config)
+    return word_story(seed, n, WORDS)
 
 
 def err(resp: Any) -> dict[str, Any]:

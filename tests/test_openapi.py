@@ -8,7 +8,6 @@ required headers, so the document cannot drift from the handlers.
 from __future__ import annotations
 
 import json
-import random
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,8 +22,10 @@ from openapi_spec_validator import validate as validate_spec
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.redis_server import free_port
+from newsdedup.worker_loop import process_available as process
 from service import create_app
 from service.openapi import build_openapi
+from tests.textgen import near_copy, word_story
 
 METHODS = ("get", "post", "put", "patch", "delete")
 _VOCABULARY = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -33,22 +34,7 @@ WORDS = _VOCABULARY.split(" ")
 
 
 def story(seed: int, n: int = 120) -> str:
-    """A deterministic article-like text; different seeds share almost no shingles."""
-    rng = random.Random(seed)
-    return " ".join(" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "." for _ in range(n // 12))
-
-
-def near_copy(text: str) -> str:
-    words = text.split()
-    words[-3:] = ["changed", "ending", "here."]
-    return " ".join(words) + "\nUpdated with a correction."
-
-
-def process(client: redis.Redis, config: Config) -> int:
-    """Run the workers' code inline until the queue is empty."""
-    from newsdedup.worker_loop import process_available
-
-    return process_available(client, config)
+    return word_story(seed, n, WORDS)
 
 
 def deref(doc: dict[str, Any], node: Any) -> Any:

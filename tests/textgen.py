@@ -53,3 +53,17 @@ def light_edit(text: str, seed: int, rate: float = 0.02) -> str:
         if chars[i].strip():
             chars[i] = rng.choice("的是在有和人这中大" if "\u4e00" <= chars[i] <= "\u9fff" else "abcdefghij")
     return "".join(chars)
+
+
+def word_story(seed: int, n: int = 120, words: list[str] | None = None) -> str:
+    """An English-like text of ``n`` words; different seeds share almost no shingles."""
+    rng = random.Random(seed)
+    vocab = words or EN_WORDS
+    return " ".join(" ".join(rng.choice(vocab) for _ in range(12)).capitalize() + "." for _ in range(n // 12))
+
+
+def near_copy(text: str) -> str:
+    """The same story lightly edited: a few words changed at the end, plus a line added."""
+    words = text.split()
+    words[-3:] = ["changed", "ending", "here."]
+    return " ".join(words) + "\nUpdated with a correction."
