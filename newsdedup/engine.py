@@ -316,8 +316,8 @@ class Engine:
         uniq, inverse = np.unique(flat_keys.reshape(-1), return_inverse=True)
         inverse = (inverse.reshape(len(jobs), nb) + 1).astype("<u4")
         txn = Txn()
-        for u in uniq.tolist():
-            txn.k(keys.lsh_bucket(u >> self.banding.bucket_bits, u & ((1 << self.banding.bucket_bits) - 1)))
+        bits, mask = self.banding.bucket_bits, (1 << self.banding.bucket_bits) - 1
+        txn.add_keys([keys.lsh_bucket(u >> bits, u & mask) for u in uniq.tolist()])
         fld_le = fld.astype("<u4")
         argv: list[Any] = [MAX_BUCKET_MEMBERS]
         for i, j in enumerate(jobs):

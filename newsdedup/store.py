@@ -61,6 +61,14 @@ class Txn:
             i = self._index[key] = len(self.keys)
         return str(i)
 
+    def add_keys(self, new_keys: list[str]) -> None:
+        """Register many distinct keys at once (indexes follow the order given)."""
+        start = len(self.keys)
+        self.keys.extend(new_keys)
+        self._index.update((k, start + i + 1) for i, k in enumerate(new_keys))
+        if len(self._index) != len(self.keys):
+            raise ValueError("add_keys needs keys not registered yet")
+
     def _add(self, name: str, *args: Arg) -> Txn:
         self.argv.extend((name, len(args), *args))
         return self
