@@ -21,7 +21,7 @@ from .engine import Engine, source_key
 from .errors import NotFound, StorageUnavailable, ValidationError
 from .minhash import containments, jaccard
 from .prepare import analyse
-from .records import now_ms, pack_json, rfc3339, unpack_sig, unpack_text
+from .records import decoded, members_of, n4, now_ms, pack_json, rfc3339, unpack_sig, unpack_text
 from .store import Txn, guarded
 
 MAX_LISTED_MEMBERS = 200
@@ -31,9 +31,6 @@ SUBMIT_RETRIES = 20
 def href(article_id: str) -> str:
     return "/v1/articles/" + quote(article_id, safe="")
 
-
-def _s(v: bytes | None) -> str | None:
-    return v.decode("utf-8") if v is not None else None
 
 
 class Dedup:
@@ -127,10 +124,9 @@ class Dedup:
             if sig is not None and rec.get(b"iver"):
                 b = self.engine.banding
                 buckets, fields = b.locate(b.band_hashes(sig[None, :]))
-                from .records import n4
                 for band in range(b.bands):
                     txn.unband(keys.lsh_bucket(band, int(buckets[band])), fields[band], n4(n))
-            cid = _s(rec.get(b"cluster"))
+            cid = decoded(rec.get(b"cluster"))
             if cid:
                 txn.expect_field(keys.article(n), "cluster", cid)
                 v = self.r.hget(keys.cluster(cid), "v")
@@ -202,27 +198,27 @@ class Dedup:
         rec = self.r.hgetall(keys.article(n))
         if not rec:
             raise NotFound(f"no article with id {article_id!r}")
-        cid = _s(rec.get(b"cluster")) if rec.get(b"status") == b"done" else None
+        cid = decoded(rec.get(b"cluster")) if rec.get(b"status") == b"done" else None
         dups: list[dict[str, Any]] = []
         duplicate_of = None
         if cid:
             size, canonical, others = self._members(cid, exclude=n)
             dups = self._similarities(rec, others)
             if canonical is not None and canonical != n:
-                duplicate_of = _s(self.r.hget(keys.article(canonical), "id"))
+                duplicate_of = decoded(self.r.hget(keys.article(canonical), "id"))
         try:
             repeated = json.loads(rec.get(b"repeated") or b"[]")
         except ValueError:
             repeated = []
         return {
-            "id": article_id, "status": _s(rec.get(b"status")), "cluster_id": cid, "duplicate_of": duplicate_of,
-            "duplicates": dups, "title": _s(rec.get(b"title")) or "", "url": _s(rec.get(b"url")) or None,
-            "source": _s(rec.get(b"source")) or None, "published_at": _s(rec.get(b"published_at")) or None,
-            "lang": _s(rec.get(b"lang")) or None, "ingested_at": rfc3339(rec.get(b"ingested_at")),
+            "id": article_id, "status": decoded(rec.get(b"status")), "cluster_id": cid, "duplicate_of": duplicate_of,
+            "duplicates": dups, "title": decoded(rec.get(b"title")) or "", "url": decoded(rec.get(b"url")) or None,
+            "source": decoded(rec.get(b"source")) or None, "published_at": decoded(rec.get(b"published_at")) or None,
+            "lang": decoded(rec.get(b"lang")) or None, "ingested_at": rfc3339(rec.get(b"ingested_at")),
             "processed_at": rfc3339(rec.get(b"processed_at")) if rec.get(b"status") != b"queued" else None,
             "repeated_blocks": repeated, "repeated_share": float(rec.get(b"rshare") or 0.0),
             "tokens": int(rec.get(b"tokens") or 0), "boilerplate_lines": int(rec.get(b"bp_lines") or 0),
-            "error": _s(rec.get(b"error")) or None, "attempts": int(rec.get(b"attempts") or 0),
+            "error": decoded(rec.get(b"error")) or None, "attempts": int(rec.get(b"attempts") or 0),
             "text": unpack_text(rec.get(b"text")) if rec.get(b"text") else None,
         }
 
@@ -303,7 +299,7 @@ class Dedup:
             osig = unpack_sig(row[2] or b"", self.cfg.num_perm)
             if csig is not None and osig is not None:
                 sim = round(float(jaccard(csig, osig[None, :])[0]), 4)
-            members.append({"id": row[0].decode(), "title": _s(row[1]) or "", "similarity": sim,
+            members.append({"id": row[0].decode(), "title": decoded(row[1]) or "", "similarity": sim,
                             "canonical": m == canonical})
         created = info[2] if info[0] is not None else (rows[0][4] if rows else None)
         updated = info[3] if info[0] is not None else created
@@ -384,7 +380,6 @@ class Dedup:
         pipe = self.r.pipeline(transaction=False)
         for band in range(b.bands):
             pipe.hget(keys.lsh_bucket(band, int(buckets[band])), fields[band])
-        from .records import members_of
         cands = list(dict.fromkeys(m for v in pipe.execute() if v for m in members_of(v)))[:2000]
         data = self.engine.candidate_data(cands)
         edges = self.engine.verify(f, cands, data)

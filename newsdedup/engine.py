@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse, boilerplate_lines, clean_text
-from .records import members_of, n4, now_ms, pack_sig, pack_text, unpack_json, unpack_sig
+from .records import decoded, members_of, n4, now_ms, pack_sig, pack_text, unpack_json, unpack_sig
 from .store import Scripts, Txn
 from .text import shingle_hashes
 
@@ -238,7 +238,7 @@ class Engine:
                 j.error = exc.message
                 continue
             pages.append(page)
-            srcs.append(source_key(_s(j.record.get(b"source")), _s(j.record.get(b"url"))))
+            srcs.append(source_key(decoded(j.record.get(b"source")), decoded(j.record.get(b"url"))))
             analysed.append(j)
         feats = self.analyse_pages(pages, srcs, in_batch=True)
         for j, f, src in zip(analysed, feats, srcs):
@@ -283,7 +283,7 @@ class Engine:
             raise ProcessingError(f"stored payload cannot be read: {exc}") from exc
         if not isinstance(payload, dict):
             raise ProcessingError("stored payload is missing")
-        title = _s(j.record.get(b"title")) or ""
+        title = decoded(j.record.get(b"title")) or ""
         page = analyse(title, text=payload.get("text"), html=payload.get("html"))
         if not any(ln.ntok for ln in page.lines):
             raise ProcessingError("no text found in the page" if payload.get("html") is not None
@@ -495,6 +495,3 @@ class Engine:
         txn.xack(keys.QUEUE, keys.GROUP, entry_id)
         return txn
 
-
-def _s(v: bytes | None) -> str | None:
-    return v.decode("utf-8") if v is not None else None

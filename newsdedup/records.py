@@ -65,5 +65,6 @@ def members_of(packed: bytes) -> list[int]:
     return np.frombuffer(packed[: len(packed) // 4 * 4], dtype="<u4").astype(np.int64).tolist()
 
 
-def s(v: bytes | None) -> str | None:
+def decoded(v: bytes | None) -> str | None:
+    """A stored UTF-8 value as text (None stays None)."""
     return v.decode("utf-8") if v is not None else None
