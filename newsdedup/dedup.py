@@ -17,11 +17,11 @@ import redis
 from . import keys
 from .articles import ArticleIn
 from .config import Config
-from .engine import Engine, source_key
+from .engine import MAX_CANDIDATES, Engine, source_key
 from .errors import NotFound, StorageUnavailable, ValidationError
 from .minhash import containments, jaccard
 from .prepare import analyse
-from .records import decoded, members_of, n4, now_ms, pack_json, rfc3339, unpack_sig, unpack_text
+from .records import decoded, members_of, now_ms, pack_json, rfc3339, unpack_sig, unpack_text
 from .store import Txn, guarded
 
 MAX_LISTED_MEMBERS = 200
@@ -122,10 +122,7 @@ class Dedup:
             txn.expect_field(keys.IDS, article_id, n).expect_field(keys.article(n), "ver", rec.get(b"ver"))
             sig = unpack_sig(rec.get(b"sig", b""), self.cfg.num_perm)
             if sig is not None and rec.get(b"iver"):
-                b = self.engine.banding
-                buckets, fields = b.locate(b.band_hashes(sig[None, :]))
-                for band in range(b.bands):
-                    txn.unband(keys.lsh_bucket(band, int(buckets[band])), fields[band], n4(n))
+                self.engine.unindex(txn, n, sig)
             cid = decoded(rec.get(b"cluster"))
             if cid:
                 txn.expect_field(keys.article(n), "cluster", cid)
@@ -380,7 +377,7 @@ class Dedup:
         pipe = self.r.pipeline(transaction=False)
         for band in range(b.bands):
             pipe.hget(keys.lsh_bucket(band, int(buckets[band])), fields[band])
-        cands = list(dict.fromkeys(m for v in pipe.execute() if v for m in members_of(v)))[:2000]
+        cands = list(dict.fromkeys(m for v in pipe.execute() if v for m in members_of(v)))[:MAX_CANDIDATES]
         data = self.engine.candidate_data(cands)
         edges = self.engine.verify(f, cands, data)
         if not edges:

@@ -259,6 +259,13 @@ class Engine:
         self._finish_skipped([j for j in jobs if j.skip is not None or j.error is not None])
         return jobs
 
+    def unindex(self, txn: Txn, n: int, sig: npt.NDArray[np.uint32]) -> Txn:
+        """Writes that take article ``n`` (indexed with ``sig``) out of every LSH bucket."""
+        buckets, fields = self.banding.locate(self.banding.band_hashes(sig[None, :]))
+        for band in range(self.banding.bands):
+            txn.unband(keys.lsh_bucket(band, int(buckets[band])), fields[band], n4(n))
+        return txn
+
     def _load(self, jobs: list[Job]) -> None:
         pipe = self.r.pipeline(transaction=False)
         for j in jobs:
@@ -304,9 +311,7 @@ class Engine:
             if old and j.record.get(b"iver") and int(j.record[b"iver"]) != j.ver:
                 old_sig = unpack_sig(old, self.cfg.num_perm)
                 if old_sig is not None:
-                    ob, of = self.banding.locate(self.banding.band_hashes(old_sig[None, :]))
-                    for b in range(nb):
-                        stale.unband(keys.lsh_bucket(b, int(ob[b])), of[b], n4(j.n))
+                    self.unindex(stale, j.n, old_sig)
         if stale.writes:
             self.scripts.run(stale)
         # one KEYS entry per distinct bucket of the batch; per article, the band -> KEYS index

@@ -140,8 +140,6 @@ class Banding:
 
     def locate(self, band_hashes: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], list[bytes]]:
         """Bucket number (key) and 4-byte field for each band hash (flattened, row-major)."""
-        flat = band_hashes.reshape(-1)
-        buckets = (flat >> U64(64 - self.bucket_bits)).astype(np.int64) if self.bucket_bits else \
-            np.zeros(len(flat), dtype=np.int64)
-        fields = (flat & U64(0xFFFFFFFF)).astype("<u4").tobytes()
-        return buckets, [fields[i * 4:(i + 1) * 4] for i in range(len(flat))]
+        buckets, fields = self.locate_arrays(band_hashes.reshape(-1))
+        packed = fields.astype("<u4").tobytes()
+        return buckets, [packed[i * 4:(i + 1) * 4] for i in range(len(fields))]
