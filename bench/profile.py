@@ -25,6 +25,7 @@ import importlib.util  # noqa: E402
 import io  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
 from benchlib import Corpus, install_exit_signals  # noqa: E402
 
@@ -49,6 +50,17 @@ def drain(worker: Worker, time_limit: float) -> int:
     return handled
 
 
+def print_redis_time(r: Any, handled: int) -> None:
+    """Time spent inside Redis per command (and per script): what the profiler sees as socket reads."""
+    stats = r.info("commandstats")
+    rows = sorted(((k.removeprefix("cmdstat_"), v["calls"], v["usec"]) for k, v in stats.items()),
+                  key=lambda t: -t[2])
+    total = sum(u for _, _, u in rows)
+    print(f"inside Redis: {total / 1e6:.2f} s = {total / max(handled, 1):.0f} us per article")
+    for name, calls, usec in rows[:8]:
+        print(f"  {name:<14} {calls:>8} calls {usec / 1e6:7.2f} s  {usec / max(handled, 1):6.0f} us/article")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="profile the engine alone")
     p.add_argument("--articles", type=int, default=5000)
@@ -56,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profiler", choices=("pyinstrument", "cprofile"), default=None,
                    help="default: pyinstrument when installed, else cProfile")
     p.add_argument("--top", type=int, default=30, help="functions to list (default 30)")
+    p.add_argument("--sort", default="cumulative", help="cProfile sort key (default cumulative)")
     p.add_argument("--time-limit", type=float, default=900.0, help="seconds allowed for processing")
     args = p.parse_args(argv)
     install_exit_signals()
@@ -72,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"profiling the worker loop over {corpus.describe(args.articles)} articles with {use}",
               file=sys.stderr)
         RESULTS.mkdir(parents=True, exist_ok=True)
+        r.config_resetstat()
         t0 = time.perf_counter()
         if use == "pyinstrument":
             from pyinstrument import Profiler
@@ -104,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             secs = time.perf_counter() - t0
             print(f"{handled} articles in {secs:.1f} s = {handled / secs:.0f} articles/s (under the profiler)")
             buf = io.StringIO()
-            pstats.Stats(cprof, stream=buf).strip_dirs().sort_stats("cumulative").print_stats(args.top)
+            pstats.Stats(cprof, stream=buf).strip_dirs().sort_stats(args.sort).print_stats(args.top)
             print(buf.getvalue())
             cprof.dump_stats(str(RESULTS / "profile.pstats"))
+        print_redis_time(r, handled)
         r.close()
     return 0
 

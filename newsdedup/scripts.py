@@ -123,17 +123,16 @@ while i <= #ARGV do
     for b = 0, #fields / 4 - 1 do
       local bkey = KEYS[struct.unpack("<I4", kidx, 4 * b + 1)]
       local field = string.sub(fields, 4 * b + 1, 4 * b + 4)
-      local v = redis.call("HGET", bkey, field)
-      local present = false
-      if v then
+      -- most band values are new: HSETNX inserts those in one call instead of a read and a write
+      if redis.call("HSETNX", bkey, field, n4) == 0 then
+        local v = redis.call("HGET", bkey, field)
+        local present = false
         for q = 1, #v, 4 do
           local m = string.sub(v, q, q + 3)
           if m == n4 then present = true else found[#found + 1] = m end
         end
-      else
-        v = ""
+        if not present and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
       end
-      if not present and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
     end
     local args = {}
     for f = 1, nf do

@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
 
+from . import charmap
+
 U64 = np.uint64
 _M64 = (1 << 64) - 1
 
-# CJK ideographs, kana and hangul: one token per character.
-_CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xAC00, 0xD7AF),
-               (0x20000, 0x2FA1F))
-_CJK_CLASS = "".join(f"{chr(a)}-{chr(b)}" for a, b in _CJK_RANGES)
-TOKEN_RE = re.compile(rf"[{_CJK_CLASS}]|[^\W_{_CJK_CLASS}]+")
+_CJK_CLASS = "".join(f"{chr(a)}-{chr(b)}" for a, b in charmap.CJK_RANGES)
+TOKEN_RE = re.compile(rf"[{_CJK_CLASS}]|[^\W_{_CJK_CLASS}]+")  # the reference tokeniser (see tokenize)
 _DIGITS = re.compile(r"\d+")
-_SPACE = re.compile(r"\s+")
 
 
 @lru_cache(maxsize=1)
-def _t2s_table() -> dict[int, int]:
+def t2s_table() -> dict[int, int]:
     """Traditional -> simplified, one character to one character (zhconv's table)."""
     from zhconv import zhconv as z
 
@@ -45,28 +44,34 @@ def _t2s_table() -> dict[int, int]:
     return table
 
 
-@lru_cache(maxsize=1)
-def _t2s_array() -> npt.NDArray[np.uint32]:
-    """The same mapping as a code point -> code point array over the CJK planes (a gather, not a dict)."""
-    arr = np.arange(_T2S_LIMIT, dtype=np.uint32)
-    for k, v in _t2s_table().items():
-        if k < _T2S_LIMIT:
-            arr[k] = v
-    return arr
-
-
-_T2S_LIMIT = 0x30000
-
-
 def normalize(text: str) -> str:
-    """NFKC, case folding and traditional -> simplified Chinese."""
+    """NFKC, case folding and traditional -> simplified Chinese.
+
+    A table gather when every character normalises on its own (see charmap),
+    else the exact slow path; both give the same result.
+    """
+    if text.isascii():
+        return text.lower()
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if int(cps.max()) >= charmap.LIMIT:
+        return _normalize_slow(text)
+    t = charmap.tables()
+    kind = t.kind[cps]
+    if not kind.all():  # a SLOW character
+        return _normalize_slow(text)
+    out = t.fold[cps].astype("<u4").tobytes().decode("utf-32-le")
+    if (kind == charmap.EXPANDS).any():
+        present = np.unique(cps[kind == charmap.EXPANDS]).tolist()
+        out = out.translate({cp: t.expand[cp] for cp in present})
+    return out
+
+
+def _normalize_slow(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    table = _t2s_array()
-    mapped = np.where(cps < _T2S_LIMIT, table[np.minimum(cps, _T2S_LIMIT - 1)], cps)
-    return mapped.astype("<u4").tobytes().decode("utf-32-le")
+    t2s = t2s_table()
+    return text.translate(t2s)
 
 
 def tokens(normalized: str) -> list[str]:
@@ -78,11 +83,6 @@ def is_cjk_dominant(normalized: str) -> bool:
     _, cjk, lengths = hash_tokens(TOKEN_RE.findall(normalized))
     n_cjk = int(np.count_nonzero(cjk))
     return n_cjk > int(lengths.sum()) - n_cjk
-
-
-def line_shape(normalized_line: str) -> str:
-    """A line with digits and spacing abstracted: template lines with dates or phone numbers agree."""
-    return _SPACE.sub(" ", _DIGITS.sub("0", normalized_line)).strip()
 
 
 # ------------------------------------------------------------------ vectorised hashing
@@ -141,15 +141,82 @@ def hash_tokens(toks: list[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np
     return _mix64(sums), cjk, lengths
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """The tokens of a normalised text, as parallel arrays."""
+
+    hashes: npt.NDArray[np.uint64]
+    cjk: npt.NDArray[np.bool_]  # a CJK character
+    lengths: npt.NDArray[np.int64]  # in characters
+    numeric: npt.NDArray[np.bool_]  # contains a decimal digit
+    line: npt.NDArray[np.int64]  # index of the "\n"-separated line it is on
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def tokenize(normalized: str) -> Tokens:
+    """Token hashes of a normalised text, equal to ``hash_tokens(TOKEN_RE.findall(text))``.
+
+    Token boundaries come from a per-character class table, so the cost is a
+    few array operations per page instead of a regex match per token.
+    """
+    cps32 = np.frombuffer(normalized.encode("utf-32-le"), dtype=np.uint32)
+    if not len(cps32) or int(cps32.max()) >= charmap.LIMIT:
+        return _tokenize_regex(normalized)
+    t = charmap.tables()
+    cls = t.token_class[cps32]
+    word = cls == charmap.WORD
+    start = cls == charmap.CJK
+    start[0] |= word[0]
+    start[1:] |= word[1:] & ~word[:-1]
+    at = np.flatnonzero(cls)  # positions of token characters
+    if not len(at):
+        return _empty_tokens()
+    starts = np.flatnonzero(start[at])  # token starts, as indices into `at`
+    lengths = np.diff(np.append(starts, len(at)))
+    cps = cps32[at].astype(U64)
+    with np.errstate(over="ignore"):
+        if len(starts) == len(at):  # every token one character
+            sums = cps + _LEN_SALT
+        else:
+            pos = np.arange(len(at), dtype=np.int64) - np.repeat(starts, lengths)
+            weights = _powers(max(int(lengths.max()), 64))[pos]
+            sums = np.add.reduceat(cps * weights, starts) + lengths.astype(U64) * _LEN_SALT
+    first = at[starts]
+    numeric = np.add.reduceat(t.digit[cps32[at]].astype(np.int32), starts) > 0
+    line = np.searchsorted(np.flatnonzero(cps32 == 10), first)
+    return Tokens(hashes=_mix64(sums), cjk=cls[first] == charmap.CJK, lengths=lengths.astype(np.int64),
+                  numeric=numeric, line=line.astype(np.int64))
+
+
+def _empty_tokens() -> Tokens:
+    z = np.zeros(0, dtype=np.int64)
+    return Tokens(hashes=np.zeros(0, dtype=U64), cjk=np.zeros(0, dtype=bool), lengths=z,
+                  numeric=np.zeros(0, dtype=bool), line=z)
+
+
+def _tokenize_regex(normalized: str) -> Tokens:
+    """The reference path, for text beyond the tables (characters past U+2FFFF)."""
+    per_line = [TOKEN_RE.findall(ln) for ln in normalized.split("\n")]
+    toks = [tk for line in per_line for tk in line]
+    if not toks:
+        return _empty_tokens()
+    hashes, cjk, lengths = hash_tokens(toks)
+    numeric = np.array([_DIGITS.search(tk) is not None for tk in toks], dtype=bool)
+    line = np.repeat(np.arange(len(per_line), dtype=np.int64), [len(x) for x in per_line])
+    return Tokens(hashes=hashes, cjk=cjk, lengths=lengths, numeric=numeric, line=line)
+
+
 def token_hashes(normalized: str) -> tuple[npt.NDArray[np.uint64], int]:
     """Token hashes of a normalised text and how many of its tokens are CJK characters."""
-    h, cjk, _ = hash_tokens(TOKEN_RE.findall(normalized))
-    return h, int(np.count_nonzero(cjk))
+    tk = tokenize(normalized)
+    return tk.hashes, int(np.count_nonzero(tk.cjk))
 
 
 def _cjk_mask(cps: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
     mask = np.zeros(cps.shape, dtype=bool)
-    for a, b in _CJK_RANGES:
+    for a, b in charmap.CJK_RANGES:
         mask |= (cps >= a) & (cps <= b)
     return mask
 

@@ -90,3 +90,11 @@ def test_lines_whose_numbers_are_the_content_keep_their_numbers() -> None:
     c = analyse("", text="联系方式：某某传媒有限公司 咨询电话：60367951")
     d = analyse("", text="联系方式：某某传媒有限公司 咨询电话：61234567")
     assert c.shapes == d.shapes
+
+
+def test_shapes_ignore_dates_spacing_and_punctuation_but_not_words() -> None:
+    a = analyse("", text="咨询电话：60367951  2024-01-02 | 关于我们")
+    b = analyse("", text="咨询电话 61234567 2023-12-31 关于我们")
+    c = analyse("", text="咨询电话 61234567 2023-12-31 联系我们")
+    assert a.shapes == b.shapes
+    assert a.shapes != c.shapes

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import random
+import re
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 
-from newsdedup.text import is_cjk_dominant, line_shape, normalize, shingle_hashes, token_hashes, tokens
+from newsdedup import charmap
+from newsdedup.text import (
+    TOKEN_RE,
+    hash_tokens,
+    is_cjk_dominant,
+    normalize,
+    shingle_hashes,
+    t2s_table,
+    token_hashes,
+    tokenize,
+    tokens,
+)
 
 
 def test_nfkc_folds_full_width_and_case() -> None:
@@ -52,11 +66,6 @@ def test_hashes_are_stable_across_processes() -> None:
     assert outs.pop().strip() == str(token_hashes(normalize("稳定 stable hash 测试"))[0].tolist())
 
 
-def test_line_shape_abstracts_numbers() -> None:
-    a, b = normalize("咨询电话：60367951  2024-01-02"), normalize("咨询电话：61234567 2023-12-31")
-    assert line_shape(a) == line_shape(b)
-
-
 def test_a_token_hashes_the_same_whatever_else_the_text_holds() -> None:
     """Pure-CJK texts take a fast path; it must agree with the general one."""
     pure, _ = token_hashes(normalize("新闻发布会"))
@@ -72,3 +81,61 @@ def test_kept_text_round_trips_all_of_unicode_and_is_smaller_than_utf8() -> None
     import zlib
 
     assert len(pack_text(sample)) < len(zlib.compress(sample.encode("utf-8"), 6))
+
+
+# ------------------------------------------------------------------ table fast paths vs the references
+
+# characters that exercise every branch: composition (accents, combining marks, Hangul jamo, a Tamil
+# vowel sign that composes with class 0), expansions (ligatures, ellipsis, sharp s, squared units),
+# full-width forms, traditional characters, other scripts' digits, kana, astral characters
+_POOL = ("aZ09 _-.,\n\t" "éÅñ" "\u0301\u0323\u0308" "가각\u1100\u1161\u11a8ㄱㅏ" "\u0bc6\u0bbe"
+         "ﬁﬀ…ßẞ㎏½™①" "ＡＢ１２！，。" "國經這發們" "中文新闻" "٣३" "カナひら・ー" "ΣσςİıǅᾼK"
+         "😀𠀀\U0002a6d6\U00030000" "\u00a0\u3000\u2028\ufeff")
+
+
+def _reference_normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold().translate(t2s_table())
+
+
+def _random_texts(n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    return ["".join(rnd.choice(_POOL) for _ in range(rnd.randint(0, 40))) for _ in range(n)]
+
+
+def test_normalize_equals_nfkc_casefold_t2s_on_tricky_text() -> None:
+    texts = _random_texts(3000) + ["e\u0301", "가\u11a8", "\u0bc6\u0bbe", "…Σ", "新聞…發布", "ǅungla", "ß"]
+    for t in texts:
+        assert normalize(t) == _reference_normalize(t), repr(t)
+
+
+def test_normalize_fast_path_covers_everyday_text() -> None:
+    """The gather (not the slow path) handles Chinese with full-width punctuation and ellipses."""
+    t = charmap.tables()
+    for ch in "新聞，。！？「」…——ＡＢ１２３éàü":
+        assert t.kind[ord(ch)] != charmap.SLOW, ch
+
+
+def test_tokenize_equals_regex_tokens_and_hash_tokens() -> None:
+    for raw in _random_texts(3000, seed=11) + ["", "\n\n", "a\nb", "2024年1月\nNet 61.3 mln"]:
+        text = normalize(raw)
+        per_line = [TOKEN_RE.findall(ln) for ln in text.split("\n")]
+        toks = [tk for line in per_line for tk in line]
+        ref_h, ref_cjk, ref_len = hash_tokens(toks)
+        got = tokenize(text)
+        assert np.array_equal(got.hashes, ref_h), repr(raw)
+        assert np.array_equal(got.cjk, ref_cjk)
+        assert np.array_equal(got.lengths, ref_len)
+        assert got.numeric.tolist() == [bool(re.search(r"\d", tk)) for tk in toks]
+        assert got.line.tolist() == [i for i, line in enumerate(per_line) for _ in line]
+
+
+def test_token_class_table_matches_the_regex_for_every_code_point() -> None:
+    t = charmap.tables()
+    word = re.compile(r"[^\W_]")
+    for cp in range(charmap.LIMIT):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        expect = charmap.CJK if charmap.in_cjk_ranges(cp) else charmap.WORD if word.match(ch) else charmap.SEPARATOR
+        assert t.token_class[cp] == expect, hex(cp)
+        assert bool(t.digit[cp]) == bool(re.match(r"\d", ch)), hex(cp)
