@@ -430,14 +430,18 @@ class Engine:
                 txn.expect_exists(keys.cluster(c), False)
             else:
                 txn.expect_field(keys.cluster(c), "v", v)
-        for m in involved:
-            txn.expect_field(keys.article(m), "cluster", cof.get(m))
+        job_ns = {j.n: j for j in jobs}
+        for m in sorted(involved):
+            expected: dict[str, Any] = {"cluster": cof.get(m)}
+            if m in job_ns:
+                expected.update(ver=job_ns[m].ver, status="queued")
+            txn.expect_fields(keys.article(m), expected)
         for c, mem in pl.members.items():
             old = members.get(c, set())
             explicit = versions.get(c) is not None
             if not mem:
                 if explicit:
-                    txn.delete(keys.cluster(c)).delete(keys.cluster_members(c))
+                    txn.delete(keys.cluster(c), keys.cluster_members(c))
                 txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c)
                 continue
             if len(mem) == 1 and keys.cluster_id(next(iter(mem))) == c and not explicit:
@@ -450,10 +454,13 @@ class Engine:
                 txn.sadd(keys.cluster_members(c), sorted(mem))
             txn.hset(keys.cluster(c), {"size": len(mem), "canonical": min(mem), "updated_at": now})
             txn.hincrby(keys.cluster(c), "v", 1)
-        for c in {pl.cluster_of[j.n] for j in jobs} | {c for c, m in pl.members.items() if m}:
-            size = len(pl.members.get(c, members.get(c, set())))
-            txn.zadd(keys.CLUSTERS if size >= 2 else keys.SINGLES, now, c)
-            txn.zrem(keys.SINGLES if size >= 2 else keys.CLUSTERS, c)
+        multi: list[str] = []
+        single: list[str] = []
+        for c in sorted({pl.cluster_of[j.n] for j in jobs} | {c for c, m in pl.members.items() if m}):
+            (multi if len(pl.members.get(c, members.get(c, set()))) >= 2 else single).append(c)
+        txn.zadd(keys.CLUSTERS, now, *multi).zadd(keys.SINGLES, now, *single)
+        txn.zrem(keys.SINGLES, *[c for c in multi if c in members])  # new ids were in neither set
+        txn.zrem(keys.CLUSTERS, *[c for c in single if versions.get(c) is not None])  # implicit: never 2+
         for old_c, new_c in pl.merged_into.items():
             if versions.get(old_c) is not None:
                 txn.hset(keys.CALIAS, {old_c: new_c})
@@ -462,18 +469,20 @@ class Engine:
         # Boilerplate is learned from stories, not copies: only an article that starts a cluster of
         # its own counts its line shapes, so a story reposted many times on one site never turns
         # its own body into "chrome". Counting here makes it exactly once, like the rest.
+        learned: dict[str, dict[bytes, int]] = {}
         for j in jobs:
             final = pl.cluster_of[j.n]
             if j.features is not None and len(pl.members.get(final, members.get(final, set()))) == 1:
-                bp = keys.boilerplate(j.source)
-                txn.hincrby(bp, keys.BP_DOCS_FIELD.decode(), 1)
-                txn.hincr1(bp, j.features.page.shapes)
+                counts = learned.setdefault(j.source, {keys.BP_DOCS_FIELD: 0})
+                counts[keys.BP_DOCS_FIELD] += 1
+                for sh in j.features.page.shapes:
+                    counts[sh] = counts.get(sh, 0) + 1
+        for src, counts in sorted(learned.items()):
+            txn.hincrn(keys.boilerplate(src), counts)
         for j in jobs:
-            txn.expect_field(keys.article(j.n), "ver", j.ver)
-            txn.expect_field(keys.article(j.n), "status", "queued")
             txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
-            txn.delete(keys.payload(j.n))
-            txn.xack(keys.QUEUE, keys.GROUP, j.entry_id)
+        txn.delete(*(keys.payload(j.n) for j in jobs))
+        txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))
         txn.hincrby(keys.META, "queued", -len(jobs))
         return txn
 

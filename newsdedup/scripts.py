@@ -36,6 +36,17 @@ for idx, ins in ipairs(instrs) do
     if a[3] == "" then
       if v then return {0, idx} end
     elseif v ~= a[3] then return {0, idx} end
+  elseif name == "eqm" then  -- several fields of one hash: one HMGET
+    local nf = (#a - 1) / 2
+    local fields = {}
+    for f = 1, nf do fields[f] = a[2 * f] end
+    local got = redis.call("HMGET", key(a[1]), unpack(fields))
+    for f = 1, nf do
+      local want = a[2 * f + 1]
+      if want == "" then
+        if got[f] then return {0, idx} end
+      elseif got[f] ~= want then return {0, idx} end
+    end
   elseif name == "exists" then
     if redis.call("EXISTS", key(a[1])) ~= tonumber(a[2]) then return {0, idx} end
   end
@@ -63,6 +74,9 @@ for _, ins in ipairs(instrs) do
   elseif name == "hincr1" then
     local k = key(a[1])
     for j = 2, #a do redis.call("HINCRBY", k, a[j], 1) end
+  elseif name == "hincrn" then  -- field, delta pairs
+    local k = key(a[1])
+    for j = 2, #a, 2 do redis.call("HINCRBY", k, a[j], a[j + 1]) end
   elseif name == "sadd" then
     local args = {}
     for j = 2, #a do args[#args + 1] = a[j] end
@@ -74,15 +88,23 @@ for _, ins in ipairs(instrs) do
   elseif name == "set" then
     redis.call("SET", key(a[1]), a[2])
   elseif name == "del" then
-    redis.call("DEL", key(a[1]))
-  elseif name == "zadd" then
-    redis.call("ZADD", key(a[1]), a[2], a[3])
+    local ks = {}
+    for j = 1, #a do ks[j] = key(a[j]) end
+    redis.call("DEL", unpack(ks))
+  elseif name == "zadd" then  -- score, members...
+    local args = {}
+    for j = 3, #a do args[#args + 1] = a[2]; args[#args + 1] = a[j] end
+    redis.call("ZADD", key(a[1]), unpack(args))
   elseif name == "zrem" then
-    redis.call("ZREM", key(a[1]), a[2])
-  elseif name == "xack" then
+    local args = {}
+    for j = 2, #a do args[#args + 1] = a[j] end
+    redis.call("ZREM", key(a[1]), unpack(args))
+  elseif name == "xack" then  -- group, ids...
     -- a finished entry is deleted too: the stream holds only work not yet done
-    redis.call("XACK", key(a[1]), a[2], a[3])
-    redis.call("XDEL", key(a[1]), a[3])
+    local ids = {}
+    for j = 3, #a do ids[#ids + 1] = a[j] end
+    redis.call("XACK", key(a[1]), a[2], unpack(ids))
+    redis.call("XDEL", key(a[1]), unpack(ids))
   elseif name == "xadd" then
     local args = {}
     for j = 2, #a do args[#args + 1] = a[j] end

@@ -78,6 +78,13 @@ class Txn:
         """HGET key field must equal value (None: must be absent)."""
         return self._add("eq", self.k(key), field, "" if value is None else value)
 
+    def expect_fields(self, key: str, expected: dict[str, Arg | None]) -> Txn:
+        """Several fields of one hash at once (one HMGET); None: the field must be absent."""
+        flat: list[Arg] = []
+        for f, v in expected.items():
+            flat.extend((f, "" if v is None else v))
+        return self._add("eqm", self.k(key), *flat) if flat else self
+
     def expect_exists(self, key: str, exists: bool) -> Txn:
         return self._add("exists", self.k(key), 1 if exists else 0)
 
@@ -106,6 +113,15 @@ class Txn:
             self._w("hincr1", self.k(key), *fields[i:i + 1000])
         return self
 
+    def hincrn(self, key: str, deltas: dict[bytes, int]) -> Txn:
+        """Add to many fields of one hash (a single instruction per 500 fields)."""
+        flat: list[Arg] = []
+        for f, d in deltas.items():
+            flat.extend((f, d))
+        for i in range(0, len(flat), 1000):
+            self._w("hincrn", self.k(key), *flat[i:i + 1000])
+        return self
+
     def sadd(self, key: str, members: list[int]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("sadd", self.k(key), *members[i:i + 1000])
@@ -119,17 +135,27 @@ class Txn:
     def set(self, key: str, value: Arg) -> Txn:
         return self._w("set", self.k(key), value)
 
-    def delete(self, key: str) -> Txn:
-        return self._w("del", self.k(key))
+    def delete(self, *keys: str) -> Txn:
+        for i in range(0, len(keys), 1000):
+            self._w("del", *(self.k(k) for k in keys[i:i + 1000]))
+        return self
 
-    def zadd(self, key: str, score: float, member: str) -> Txn:
-        return self._w("zadd", self.k(key), repr(float(score)), member)
+    def zadd(self, key: str, score: float, *members: str) -> Txn:
+        """Add (or re-score) members, all with one score."""
+        for i in range(0, len(members), 500):
+            self._w("zadd", self.k(key), repr(float(score)), *members[i:i + 500])
+        return self
 
-    def zrem(self, key: str, member: str) -> Txn:
-        return self._w("zrem", self.k(key), member)
+    def zrem(self, key: str, *members: str) -> Txn:
+        for i in range(0, len(members), 1000):
+            self._w("zrem", self.k(key), *members[i:i + 1000])
+        return self
 
-    def xack(self, key: str, group: str, entry_id: str | bytes) -> Txn:
-        return self._w("xack", self.k(key), group, entry_id)
+    def xack(self, key: str, group: str, *entry_ids: str | bytes) -> Txn:
+        """Acknowledge and delete stream entries."""
+        for i in range(0, len(entry_ids), 1000):
+            self._w("xack", self.k(key), group, *entry_ids[i:i + 1000])
+        return self
 
     def xadd(self, key: str, fields: dict[str, Arg]) -> Txn:
         flat: list[Arg] = []
