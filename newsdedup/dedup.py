@@ -21,7 +21,7 @@ from .engine import MAX_CANDIDATES, Engine, source_key
 from .errors import NotFound, StorageUnavailable, ValidationError
 from .minhash import containments, jaccard
 from .prepare import analyse
-from .records import decoded, members_of, now_ms, pack_json, rfc3339, unpack_sig, unpack_text
+from .records import decoded, distinct_members, now_ms, pack_payload, rfc3339, unpack_sig, unpack_text
 from .store import Txn, guarded
 
 MAX_LISTED_MEMBERS = 200
@@ -72,7 +72,7 @@ class Dedup:
                 fields: dict[str, str | bytes | int] = {"id": i, "chash": chash, "status": "queued", "title": art.title,
                           "url": art.url or "", "source": art.source or "", "published_at": art.published_at or "",
                           "lang": art.lang or "", "attempts": 0, "error": ""}
-                payload = pack_json({"text": art.text} if art.text is not None else {"html": art.html})
+                payload = pack_payload(art.text, art.html)
                 if i in recs:
                     old_chash, status, ver = recs[i]
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
@@ -377,7 +377,7 @@ class Dedup:
         pipe = self.r.pipeline(transaction=False)
         for band in range(b.bands):
             pipe.hget(keys.lsh_bucket(band, int(buckets[band])), fields[band])
-        cands = list(dict.fromkeys(m for v in pipe.execute() if v for m in members_of(v)))[:MAX_CANDIDATES]
+        cands = distinct_members(b"".join(v for v in pipe.execute() if v))[:MAX_CANDIDATES]
         data = self.engine.candidate_data(cands)
         edges = self.engine.verify(f, cands, data)
         if not edges:

@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse, boilerplate_lines, clean_text
-from .records import decoded, members_of, n4, now_ms, pack_sig, pack_text, unpack_json, unpack_sig
+from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from .store import Scripts, Txn
 from .text import shingle_hashes
 
@@ -84,6 +84,7 @@ class Job:
     candidates: list[int] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
     source: str = "_"
+    packed_text: bytes | None = None  # the submitted text, compressed as kept text is
     skip: str | None = None  # why the entry needs no work (acknowledged only)
     error: str | None = None  # permanent failure (dead-lettered at once)
 
@@ -111,7 +112,8 @@ def batch_boilerplate(pages: Sequence[Page], sources: Sequence[str]
     tokens) are copies of one story and count once, so a story posted several
     times never makes its own body look like chrome.
     """
-    groups_by_src: dict[str, list[tuple[dict[bytes, int], set[int]]]] = {}
+    groups_by_src: dict[str, list[tuple[dict[bytes, int], set[int], int]]] = {}
+    by_shape: dict[str, dict[bytes, list[int]]] = {}  # per source: shape -> groups having it
     member_group: list[tuple[str, int]] = []
     for i, (page, src) in enumerate(zip(pages, sources)):
         weights: dict[bytes, int] = {}
@@ -120,19 +122,24 @@ def batch_boilerplate(pages: Sequence[Page], sources: Sequence[str]
                 weights[ln.shape] = max(weights.get(ln.shape, 0), ln.ntok)
         total = sum(weights.values()) or 1
         groups = groups_by_src.setdefault(src, [])
-        for gi, (gw, members) in enumerate(groups):
+        index = by_shape.setdefault(src, {})
+        # only groups sharing a shape can agree: visit those, in the order the groups were made
+        for gi in sorted({g for sh in weights for g in index.get(sh, ())}):
+            gw, members, gtotal = groups[gi]
             shared = sum(min(w, gw[s]) for s, w in weights.items() if s in gw)
-            if shared * 2 >= total or shared * 2 >= (sum(gw.values()) or 1):
+            if shared * 2 >= total or shared * 2 >= gtotal:
                 members.add(i)
                 member_group.append((src, gi))
                 break
         else:
-            groups.append((weights, {i}))
+            for sh in weights:
+                index.setdefault(sh, []).append(len(groups))
+            groups.append((weights, {i}, sum(weights.values()) or 1))
             member_group.append((src, len(groups) - 1))
     counts_by_src: dict[str, dict[bytes, int]] = {}
     for src, groups in groups_by_src.items():
         c: dict[bytes, int] = {}
-        for _weights, members in groups:
+        for _weights, members, _total in groups:
             shapes: set[bytes] = set()
             for i in members:
                 shapes.update(pages[i].shapes)
@@ -285,16 +292,13 @@ class Engine:
 
     def _page(self, j: Job) -> Page:
         try:
-            payload = unpack_json(j.record.get(b"payload"))
+            text, html, j.packed_text = unpack_payload(j.record.get(b"payload"))
         except Exception as exc:  # a corrupt record is a permanent failure, not a crash
             raise ProcessingError(f"stored payload cannot be read: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise ProcessingError("stored payload is missing")
         title = decoded(j.record.get(b"title")) or ""
-        page = analyse(title, text=payload.get("text"), html=payload.get("html"))
+        page = analyse(title, text=text, html=html)
         if not any(ln.ntok for ln in page.lines):
-            raise ProcessingError("no text found in the page" if payload.get("html") is not None
-                                  else "text has no words")
+            raise ProcessingError("no text found in the page" if html is not None else "text has no words")
         return page
 
     def _index(self, jobs: list[Job]) -> None:
@@ -335,7 +339,9 @@ class Engine:
                 "bp_lines": len(f.boilerplate), "ntitle": len(f.page.title_lines),
             }
             if self.cfg.keep_text:
-                values["text"] = pack_text(clean_text(f.page, f.boilerplate))
+                whole = j.packed_text is not None and len(f.page.kept(f.boilerplate)) == f.page.word_lines
+                # the whole text is the body: keep it as the client wrote it, already compressed
+                values["text"] = j.packed_text if whole else pack_text(clean_text(f.page, f.boilerplate))
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
             idx = self.indexable(f)
@@ -348,8 +354,7 @@ class Engine:
             if packed is None or packed is False:
                 j.skip = "superseded"
                 continue
-            found = list(dict.fromkeys(members_of(packed)))
-            j.candidates = found[:MAX_CANDIDATES]
+            j.candidates = distinct_members(packed, exclude=j.n)[:MAX_CANDIDATES]
 
     # ------------------------------------------------------------------ clustering
 

@@ -18,8 +18,9 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        repeated (JSON), rshare, text (cleaned text: zlib of
                                        GB18030, a lossless Unicode encoding that is compact for
                                        Chinese), attempts, error
-nd:p:{n}                       string  the submitted body (zlib JSON {"text"} or {"html"}) until
-                                       the article is done; kept apart so article hashes stay small
+nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
+                                       "h" (HTML), then zlib of GB18030 (older: zlib JSON); kept
+                                       apart so article hashes stay small
 nd:lsh:{band}:{bucket}         hash    LSH band bucket: field = 4-byte band hash, value = packed
                                        uint32 article numbers sharing that band hash
 nd:c:{cid}                     hash    cluster with 2+ members: size, canonical (n), created_at,

@@ -66,6 +66,11 @@ class Page:
     redundant: set[int] = field(default_factory=set)  # later copies of repeated lines
     title_lines: set[int] = field(default_factory=set)
 
+    @property
+    def word_lines(self) -> int:
+        """Lines with at least one token."""
+        return sum(1 for ln in self.lines if ln.ntok)
+
     def line_tokens(self, i: int) -> npt.NDArray[np.uint64]:
         ln = self.lines[i]
         return self.tokens[ln.start:ln.start + ln.ntok]
@@ -160,7 +165,7 @@ def analyse(title: str, text: str | None = None, html: str | None = None) -> Pag
     raw_lines = [ln.strip() for ln in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines, hashes = _lines([r for r in raw_lines if r])
     page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes)
-    if title:
+    if title and any(ln.short for ln in lines):  # only a short line can be the title again
         tkey, _ = token_hashes(normalize(title))
         if len(tkey):
             page.title_lines = {i for i, ln in enumerate(lines)
@@ -180,6 +185,22 @@ def _simhashes(page: Page, idx: list[int]) -> list[int]:
     return [int(v) for v in packed]
 
 
+def _with_similar_length(page: Page, idx: list[int]) -> list[int]:
+    """Lines with another line within 25 % of their token count: only those can be near-repeats.
+
+    Fingerprints within 3 of 64 bits need nearly the same tokens; a news page's
+    long lines usually differ a lot in length, and then no fingerprint is needed.
+    """
+    if len(idx) < 2:
+        return []
+    order = sorted(idx, key=lambda i: page.lines[i].ntok)
+    keep: set[int] = set()
+    for a, b in zip(order, order[1:]):
+        if page.lines[a].ntok * 4 >= page.lines[b].ntok * 3:
+            keep.update((a, b))
+    return [i for i in idx if i in keep]
+
+
 def _find_repeats(page: Page) -> None:
     first: dict[bytes, int] = {}
     origin: dict[int, int] = {}  # redundant line -> line it repeats
@@ -194,11 +215,13 @@ def _find_repeats(page: Page) -> None:
         first[key] = i
         if ln.ntok >= NEAR_REPEAT_TOKENS:
             long_lines.append(i)
+    long_lines = _with_similar_length(page, long_lines)
     if len(long_lines) >= 2:  # near-identical repeats: simhash fingerprints within 3 bits
         seen: list[tuple[int, Simhash]] = []
         for i, v in zip(long_lines, _simhashes(page, long_lines)):
             sh = Simhash(v)
-            near = next((j for j, h in seen if sh.distance(h) <= 3), None)
+            # Hamming distance as Simhash.distance defines it, with the int's native popcount
+            near = next((j for j, h in seen if (sh.value ^ h.value).bit_count() <= 3), None)
             if near is not None:
                 origin[i] = near
             else:

@@ -34,6 +34,32 @@ def unpack_text(blob: bytes | None) -> str:
     return zlib.decompress(blob).decode("gb18030")
 
 
+def pack_payload(text: str | None, html: str | None) -> bytes:
+    """A submitted body: a kind byte, then the same encoding as kept text.
+
+    When the whole text is kept, the worker stores these bytes as the article's
+    text instead of compressing it a second time.
+    """
+    return b"t" + pack_text(text) if text is not None else b"h" + pack_text(html or "")
+
+
+def unpack_payload(blob: bytes | None) -> tuple[str | None, str | None, bytes | None]:
+    """(text, html, the packed text when the body is text); raises on corrupt data."""
+    if not blob:
+        raise ValueError("no payload")
+    kind = blob[:1]
+    if kind in (b"t", b"h"):
+        body = unpack_text(blob[1:])
+        return (body, None, blob[1:]) if kind == b"t" else (None, body, None)
+    legacy = unpack_json(blob)  # the format before pack_payload (zlib JSON)
+    if not isinstance(legacy, dict):
+        raise ValueError("not a payload")
+    text, html = legacy.get("text"), legacy.get("html")
+    if not isinstance(text, str | None) or not isinstance(html, str | None) or (text is None) == (html is None):
+        raise ValueError("payload has neither text nor html")
+    return text, html, None
+
+
 def pack_json(obj: Any) -> bytes:
     return zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)
 
@@ -63,6 +89,18 @@ def members_of(packed: bytes) -> list[int]:
     if not packed:
         return []
     return np.frombuffer(packed[: len(packed) // 4 * 4], dtype="<u4").astype(np.int64).tolist()
+
+
+def distinct_members(packed: bytes, exclude: int | None = None) -> list[int]:
+    """Distinct article numbers of concatenated 4-byte members, in order of first appearance."""
+    if not packed:
+        return []
+    arr = np.frombuffer(packed[: len(packed) // 4 * 4], dtype="<u4")
+    _, first = np.unique(arr, return_index=True)
+    out = arr[np.sort(first)].astype(np.int64)
+    if exclude is not None:
+        out = out[out != exclude]
+    return out.tolist()
 
 
 def decoded(v: bytes | None) -> str | None:

@@ -123,8 +123,9 @@ return {1}
 # KEYS: bucket keys..., article keys...   ARGV: max_members, then per article:
 #   akey_index, n4 (4-byte member), ver, bucket_key_indexes (uint32 LE, one per band),
 #   fields (4 bytes per band), nfields, (field, value) x nfields
-# Returns, per article, the concatenated 4-byte members found in its buckets (itself
-# excluded), or false when the article's version moved on (superseded; nothing written).
+# Returns, per article, the concatenated 4-byte members found in its buckets (repeats and the
+# article itself included: the client removes them), or false when the article's version moved
+# on (superseded; nothing written).
 INDEX = r"""
 local maxm = tonumber(ARGV[1]) * 4
 local out = {}
@@ -148,12 +149,11 @@ while i <= #ARGV do
       -- most band values are new: HSETNX inserts those in one call instead of a read and a write
       if redis.call("HSETNX", bkey, field, n4) == 0 then
         local v = redis.call("HGET", bkey, field)
-        local present = false
-        for q = 1, #v, 4 do
-          local m = string.sub(v, q, q + 3)
-          if m == n4 then present = true else found[#found + 1] = m end
-        end
-        if not present and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
+        found[#found + 1] = v  -- whole, in C; the client drops the article itself
+        -- already a member (a retried batch)? search in C, accepting only 4-byte aligned hits
+        local at = string.find(v, n4, 1, true)
+        while at and (at - 1) % 4 ~= 0 do at = string.find(v, n4, at + 1, true) end
+        if not at and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
       end
     end
     local args = {}

@@ -139,3 +139,18 @@ def test_token_class_table_matches_the_regex_for_every_code_point() -> None:
         expect = charmap.CJK if charmap.in_cjk_ranges(cp) else charmap.WORD if word.match(ch) else charmap.SEPARATOR
         assert t.token_class[cp] == expect, hex(cp)
         assert bool(t.digit[cp]) == bool(re.match(r"\d", ch)), hex(cp)
+
+
+def test_payload_round_trips_and_older_payloads_still_read() -> None:
+    from newsdedup.records import pack_json, pack_payload, pack_text, unpack_payload
+
+    text = "渝中区公共法律服务中心\n\n　　举办开放日活动 café 😀"
+    assert unpack_payload(pack_payload(text, None)) == (text, None, pack_text(text))
+    assert unpack_payload(pack_payload(None, "<p>x</p>")) == (None, "<p>x</p>", None)
+    assert unpack_payload(pack_json({"text": text})) == (text, None, None)
+    for bad in (b"", b"t\x00garbage", b"not zlib", pack_json([1]), pack_json({"text": 1})):
+        try:
+            unpack_payload(bad)
+        except Exception:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
