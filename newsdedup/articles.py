@@ -11,6 +11,7 @@ import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +51,8 @@ class ArticleIn:
 
     def content_hash(self) -> str:
         """Hash of everything but the id: equal hashes mean a re-post is a no-op."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("id", "id_derived")}
+        # the same dict asdict() gives (every field is a str or None), without its deep copies
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name not in ("id", "id_derived")}
         raw = json.dumps(fields, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
