@@ -60,10 +60,18 @@ def normalize(text: str) -> str:
     if not kind.all():  # a SLOW character
         return _normalize_slow(text)
     out = t.fold[cps].astype("<u4").tobytes().decode("utf-32-le")
-    if (kind == charmap.EXPANDS).any():
-        present = np.unique(cps[kind == charmap.EXPANDS]).tolist()
-        out = out.translate({cp: t.expand[cp] for cp in present})
-    return out
+    at = np.flatnonzero(kind == charmap.EXPANDS).tolist()
+    if not at:
+        return out
+    # a few characters become several ("…" -> "...", "ß" -> "ss"): splice them in; str.translate
+    # with a dict would cost a lookup for every character of the page
+    parts, prev = [], 0
+    for i, cp in zip(at, cps[at].tolist()):
+        parts.append(out[prev:i])
+        parts.append(t.expand[cp])
+        prev = i + 1
+    parts.append(out[prev:])
+    return "".join(parts)
 
 
 def _normalize_slow(text: str) -> str:
