@@ -61,6 +61,11 @@ def api_processes(environ: dict[str, str] | None = None) -> int:
     return max(1, min(2 * (os.cpu_count() or 1), 4))
 
 
+def default_workers() -> int:
+    """One queue worker per core: the work is CPU-bound Python, one core each, and Redis waits are short."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, processes: int | None = None,
                   threads: int = 4) -> list[str]:
     """The production server argv (gunicorn, gthread workers); what ``newsdedup serve`` execs."""
@@ -608,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run API + workers (+ embedded Redis unless REDIS_URL is set) in the foreground")
     p.add_argument("--host", default=DEFAULT_HOST, help="address the API binds (default %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="API port (default %(default)s)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="queue worker processes (default 1)")
+    p.add_argument("--workers", type=_positive_int, default=default_workers(),
+                   help="queue worker processes (default: one per core, at most 8; here %(default)s)")
     p.add_argument("--data-dir", default=None,
                    help="embedded Redis data lives in DATA_DIR/redis (default NEWSDEDUP_DATA_DIR or ./var)")
     p.set_defaults(func=cmd_up)
