@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from newsdedup import cli
-from newsdedup.cli import Supervisor, build_parser, serve_command
+from newsdedup.cli import Supervisor, build_parser, default_workers, serve_command
 from newsdedup.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,8 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 def test_parse_every_subcommand() -> None:
     p = build_parser()
     a = p.parse_args(["up"])
-    assert (a.command, a.host, a.port, a.workers, a.data_dir) == ("up", "127.0.0.1", 8000, 1, None)
+    assert (a.command, a.host, a.port, a.workers, a.data_dir) == ("up", "127.0.0.1", 8000, default_workers(), None)
+    assert default_workers() == max(1, min(os.cpu_count() or 1, 8))
     a = p.parse_args(["up", "--host", "0.0.0.0", "--port", "9000", "--workers", "3", "--data-dir", "/tmp/x"])
     assert (a.host, a.port, a.workers, a.data_dir) == ("0.0.0.0", 9000, 3, "/tmp/x")
     a = p.parse_args(["serve", "--port", "8080", "--threads", "8"])
