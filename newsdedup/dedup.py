@@ -45,6 +45,7 @@ class Dedup:
     @guarded
     def submit(self, items: Sequence[tuple[ArticleIn, list[str]]]) -> list[dict[str, Any]]:
         """Store and enqueue articles; a re-post of the same content changes nothing."""
+        self.engine.ensure_index()
         ensure_group(self.r)
         results: dict[str, dict[str, Any]] = {}
         todo = list(dict.fromkeys(a.id for a, _ in items))
@@ -363,6 +364,7 @@ class Dedup:
     @guarded
     def check(self, article: ArticleIn) -> dict[str, Any]:
         """Near-duplicates of a text among indexed articles, without storing anything."""
+        self.engine.ensure_index()
         page = analyse(article.title, text=article.text, html=article.html)
         feats = self.engine.analyse_pages([page], [source_key(article.source, article.url)])
         f = feats[0]

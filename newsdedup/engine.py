@@ -30,7 +30,7 @@ import redis
 from . import keys
 from .clustering import Placement, plan
 from .config import Config
-from .errors import ProcessingError
+from .errors import IndexMismatch, ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse, boilerplate_lines, clean_text
 from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
@@ -157,6 +157,30 @@ class Engine:
         self.cfg = config
         self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm, config.lsh_bucket_bits)
         self.scripts = Scripts(client)
+        self._index_ok = False
+
+    # ------------------------------------------------------------------ index parameters
+
+    def index_params(self) -> str:
+        """What stored signatures and buckets depend on; changing any of it needs a new index."""
+        b = self.banding
+        return (f"num_perm={self.cfg.num_perm} bands={b.bands} rows={b.rows} bucket_bits={b.bucket_bits} "
+                f"shingle_cjk={self.cfg.shingle_cjk} shingle_latin={self.cfg.shingle_latin} tokens=v1")
+
+    def ensure_index(self) -> None:
+        """Record the index parameters on first use; refuse to work on an index built otherwise."""
+        if self._index_ok:
+            return
+        mine = self.index_params()
+        self.r.hsetnx(keys.META, "index", mine)
+        stored = decoded(self.r.hget(keys.META, "index"))
+        if stored != mine:
+            raise IndexMismatch(
+                f"the index in Redis was built with [{stored}] but this process is configured for [{mine}]; "
+                "set NEWSDEDUP_NUM_PERM, NEWSDEDUP_LSH_THRESHOLD, NEWSDEDUP_LSH_BUCKET_BITS and "
+                "NEWSDEDUP_SHINGLE_CJK/LATIN back to the values it was built with, or point REDIS_URL at an "
+                "empty database to build a new index")
+        self._index_ok = True
 
     # ------------------------------------------------------------------ analysis
 

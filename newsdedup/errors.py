@@ -28,6 +28,17 @@ class ConfigError(NewsDedupError):
     code = "config_error"
 
 
+class IndexMismatch(ConfigError):
+    """The index in Redis was built with other parameters than this process is configured for.
+
+    Signatures, bands and buckets made with other parameters never meet new ones:
+    mixing them would silently miss duplicates, so nothing is written.
+    """
+
+    status = 503
+    code = "index_mismatch"
+
+
 class ValidationError(NewsDedupError):
     """Client input is malformed (4xx)."""
 

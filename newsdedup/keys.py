@@ -34,7 +34,8 @@ nd:bp:{source}                 hash    boilerplate learning per source: field = 
                                        hash -> number of docs containing it; field "#docs" = docs
 nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
-nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed
+nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
+                                       index: the parameters the index was built with
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 =============================  ======  ==============================================================
 

@@ -23,7 +23,7 @@ from . import keys
 from .config import Config
 from .dedup import ensure_group
 from .engine import Engine
-from .errors import NewsDedupError
+from .errors import IndexMismatch, NewsDedupError
 from .store import REDIS_DOWN, Txn
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class Worker:
         if not self._group_ready:
             ensure_group(self.r)
             tune_redis(self.r)
+            self.engine.ensure_index()
             self._group_ready = True
         claimed = self._claim_abandoned()
         if claimed:
@@ -203,6 +204,11 @@ class Worker:
                 failures += 1
                 log.warning("redis error (%s); retrying", exc)
                 stop.wait(min(5.0, 0.2 * failures))
+            except IndexMismatch as exc:  # not fixable by retrying soon: say so, then wait for a fix
+                failures += 1
+                log.error("%s", exc.message)
+                self._group_ready = False
+                stop.wait(min(60.0, 5.0 * failures))
         log.info("worker %s stopped", self.name)
 
 

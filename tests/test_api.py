@@ -522,3 +522,20 @@ def test_wsgi_module_builds_the_app_from_the_environment(monkeypatch: pytest.Mon
     wsgi = importlib.import_module("service.wsgi")
     assert wsgi.app.test_client().get("/readyz").status_code == 200
     monkeypatch.delitem(sys.modules, "service.wsgi")
+
+
+def test_an_index_built_with_other_parameters_is_refused_not_mixed(cfg: Config, client: FlaskClient,
+                                                                   redis_client: redis.Redis) -> None:
+    """Changing NEWSDEDUP_LSH_BUCKET_BITS (or num_perm, bands, shingles) on a live index would hide duplicates."""
+    assert client.post("/v1/articles", json={"id": "p1", "text": story(1)}).status_code == 202
+    process(redis_client, cfg)
+    other = create_app(cfg.replace(lsh_bucket_bits=cfg.lsh_bucket_bits + 1)).test_client()
+    for resp in (other.post("/v1/articles", json={"id": "p2", "text": story(2)}),
+                 other.post("/v1/check", json={"text": story(1)})):
+        assert resp.status_code == 503
+        e = err(resp)
+        assert e["code"] == "index_mismatch" and "NEWSDEDUP_LSH_BUCKET_BITS" in e["message"]
+    assert redis_client.hget(keys.IDS, "p2") is None  # nothing written
+    with pytest.raises(ConfigError, match="bucket_bits=11"):
+        process(redis_client, cfg.replace(lsh_bucket_bits=cfg.lsh_bucket_bits + 1))
+    assert client.post("/v1/check", json={"text": story(1)}).get_json()["duplicates"][0]["id"] == "p1"
