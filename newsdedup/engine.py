@@ -388,7 +388,7 @@ class Engine:
             jobs = [j for j in jobs if j.skip is None and j.error is None]
             if not jobs:
                 return
-            if self.scripts.run(self._link_txn(jobs)):
+            if self.scripts.run(self._link_txn(jobs, assume_alone=attempt == 0)):
                 return
             # something changed under us: drop entries whose article moved on, back off, re-read
             pipe = self.r.pipeline(transaction=False)
@@ -410,6 +410,11 @@ class Engine:
             if int(size) > MAX_BOILERPLATE_FIELDS:
                 removed = self.scripts.prune_boilerplate(keys=[keys.boilerplate(src)], args=[MAX_BOILERPLATE_FIELDS])
                 log.info("boilerplate state of %r pruned: %s one-story line shapes forgotten", src, removed)
+
+    @staticmethod
+    def _detach(j: Job) -> bool:
+        """An updated article starts over in a new cluster of its own."""
+        return bool(j.record.get(b"iver")) and int(j.record[b"iver"]) != j.ver
 
     def _snapshot(self, ns: set[int]) -> tuple[dict[int, str], dict[str, set[int]], dict[str, bytes | None]]:
         pipe = self.r.pipeline(transaction=False)
@@ -433,14 +438,26 @@ class Engine:
                 members[c] = {int(x) for x in mem}
         return cof, members, versions
 
-    def _link_txn(self, jobs: list[Job]) -> Txn:
+    def _link_txn(self, jobs: list[Job], assume_alone: bool = False) -> Txn:
         involved = {j.n for j in jobs} | {e.n for j in jobs for e in j.edges}
-        cof, members, versions = self._snapshot(involved)
+        # Most articles are new and alone in the cluster named after them. Their state need not be
+        # read: the transaction checks it (article's cluster field, no cluster hash) and, if another
+        # worker changed it meanwhile, fails; the retry then reads everything.
+        alone = {j.n for j in jobs if assume_alone and not self._detach(j)
+                 and (decoded(j.record.get(b"cluster")) or keys.cluster_id(j.n)) == keys.cluster_id(j.n)}
+        cof, members, versions = self._snapshot(involved - alone)
+        for n in alone:
+            c = keys.cluster_id(n)
+            if cof.setdefault(n, c) == c:
+                if c not in versions:
+                    members[c], versions[c] = {n}, None
+                elif versions[c] is None:  # read as implicit through another article: n is in it too
+                    members[c].add(n)
         # members of involved clusters may move too: their current cluster must be checked
         placements = []
         fresh: list[int] = []
         for j in jobs:
-            detach = bool(j.record.get(b"iver")) and int(j.record[b"iver"]) != j.ver
+            detach = self._detach(j)
             if detach:
                 fresh.append(j.n)
             placements.append(Placement(n=j.n, edges={e.n: e.score for e in j.edges if e.n in cof},
