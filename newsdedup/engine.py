@@ -32,7 +32,7 @@ from .clustering import Placement, plan
 from .config import Config
 from .errors import IndexMismatch, ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
-from .prepare import Page, analyse, boilerplate_lines, clean_text
+from .prepare import Page, analyse_many, boilerplate_lines, clean_text
 from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from .store import Scripts, Txn
 from .text import shingle_hashes
@@ -258,15 +258,19 @@ class Engine:
         """
         jobs = [Job(entry_id=e, n=n, ver=v) for e, n, v in entries]
         self._load(jobs)
-        live = [j for j in jobs if j.skip is None]
+        readable: list[tuple[Job, tuple[str, str | None, str | None]]] = []
+        for j in jobs:
+            if j.skip is None:
+                try:
+                    readable.append((j, self._content(j)))
+                except ProcessingError as exc:
+                    j.error = exc.message
         pages: list[Page] = []
         srcs: list[str] = []
         analysed: list[Job] = []
-        for j in live:
-            try:
-                page = self._page(j)
-            except ProcessingError as exc:
-                j.error = exc.message
+        for (j, (_, _, html)), page in zip(readable, analyse_many([c for _, c in readable])):
+            if not any(ln.ntok for ln in page.lines):
+                j.error = "no text found in the page" if html is not None else "text has no words"
                 continue
             pages.append(page)
             srcs.append(source_key(decoded(j.record.get(b"source")), decoded(j.record.get(b"url"))))
@@ -314,16 +318,13 @@ class Engine:
             elif rec.get(b"status") in (b"done", b"failed"):
                 j.skip = "already processed"
 
-    def _page(self, j: Job) -> Page:
+    def _content(self, j: Job) -> tuple[str, str | None, str | None]:
+        """(title, text, html) of a queued article."""
         try:
             text, html, j.packed_text = unpack_payload(j.record.get(b"payload"))
         except Exception as exc:  # a corrupt record is a permanent failure, not a crash
             raise ProcessingError(f"stored payload cannot be read: {exc}") from exc
-        title = decoded(j.record.get(b"title")) or ""
-        page = analyse(title, text=text, html=html)
-        if not any(ln.ntok for ln in page.lines):
-            raise ProcessingError("no text found in the page" if html is not None else "text has no words")
-        return page
+        return decoded(j.record.get(b"title")) or "", text, html
 
     def _index(self, jobs: list[Job]) -> None:
         """Insert signatures into the LSH buckets; collect each article's candidates."""

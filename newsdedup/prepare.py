@@ -11,6 +11,7 @@ What remains, each repeated block counted once, is the body.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,45 +134,73 @@ def _shapes(tk: Tokens, starts: npt.NDArray[np.int64], counts: npt.NDArray[np.in
     return out
 
 
-def _lines(raw_lines: list[str]) -> tuple[list[Line], npt.NDArray[np.uint64]]:
-    """Normalise and tokenise all lines at once (array operations over the whole page)."""
-    joined = normalize("\n".join(raw_lines))
-    norms = joined.split("\n")
-    if len(norms) != len(raw_lines):  # normalisation never adds line breaks, but never trust it
-        norms = [normalize(r) for r in raw_lines]
-        joined = "\n".join(norms)
-    tk = tokenize(joined)
-    n = len(raw_lines)
+def _lines(pages: Sequence[list[str]]) -> list[tuple[list[Line], npt.NDArray[np.uint64]]]:
+    """Lines and token hashes of many pages, tokenised in one pass over all of them.
+
+    Each page is normalised on its own (a rare character that needs the exact
+    slow path slows its own page only); the array work of tokenising, counting
+    and shaping is done once for the batch, not once per page.
+    """
+    norm_pages = []
+    for raw_lines in pages:
+        norms = normalize("\n".join(raw_lines)).split("\n")
+        if len(norms) != len(raw_lines):  # normalisation never adds line breaks, but never trust it
+            norms = [normalize(r) for r in raw_lines]
+        norm_pages.append(norms)
+    all_norms = [n for norms in norm_pages for n in norms]
+    tk = tokenize("\n".join(all_norms))
+    n = len(all_norms)
     counts = np.bincount(tk.line, minlength=n)[:n]
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    ends = np.cumsum(counts)
+    starts = (ends - counts).astype(np.int64)
     cjk_c = np.bincount(tk.line, weights=tk.cjk, minlength=n)[:n].astype(np.int64).tolist()
     char_c = np.bincount(tk.line, weights=tk.lengths, minlength=n)[:n].astype(np.int64).tolist()
     num_c = np.bincount(tk.line, weights=tk.numeric, minlength=n)[:n].astype(np.int64)
     shapes = _shapes(tk, starts, counts, num_c)
-    lines = []
-    for raw, norm, ntok, start, cjk, chars, shape in zip(raw_lines, norms, counts.tolist(), starts.tolist(),
-                                                       cjk_c, char_c, shapes):
-        short = ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
-        lines.append(Line(raw=raw, norm=norm, ntok=ntok, shape=shape, short=short, start=start,
-                          cjk=cjk, chars=chars))
-    return lines, tk.hashes
+    counts_l, starts_l = counts.tolist(), starts.tolist()
+    out = []
+    first = 0  # first line of the page, over all pages
+    for raw_lines, norms in zip(pages, norm_pages):
+        last = first + len(raw_lines)
+        t0 = starts_l[first] if first < n else len(tk.hashes)
+        t1 = starts_l[last] if last < n else len(tk.hashes)
+        lines = []
+        for k, (raw, norm) in enumerate(zip(raw_lines, norms), start=first):
+            ntok, cjk = counts_l[k], cjk_c[k]
+            short = ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
+            lines.append(Line(raw=raw, norm=norm, ntok=ntok, shape=shapes[k], short=short, start=starts_l[k] - t0,
+                              cjk=cjk, chars=char_c[k]))
+        out.append((lines, tk.hashes[t0:t1]))
+        first = last
+    return out
 
 
 def analyse(title: str, text: str | None = None, html: str | None = None) -> Page:
     """Split a page into lines and find what repeats inside it."""
-    if html is not None:
-        html_title, text = extract(html)
-        title = title or html_title
-    raw_lines = [ln.strip() for ln in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    lines, hashes = _lines([r for r in raw_lines if r])
-    page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes)
-    if title and any(ln.short for ln in lines):  # only a short line can be the title again
-        tkey, _ = token_hashes(normalize(title))
-        if len(tkey):
-            page.title_lines = {i for i, ln in enumerate(lines)
-                                if ln.short and ln.ntok == len(tkey) and np.array_equal(page.line_tokens(i), tkey)}
-    _find_repeats(page)
-    return page
+    return analyse_many([(title, text, html)])[0]
+
+
+def analyse_many(items: Sequence[tuple[str, str | None, str | None]]) -> list[Page]:
+    """``analyse`` for many pages (title, text, html) at once: one tokenising pass for all."""
+    titles, texts = [], []
+    for title, text, html in items:
+        if html is not None:
+            html_title, text = extract(html)
+            title = title or html_title
+        raw_lines = [ln.strip() for ln in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+        titles.append(title)
+        texts.append([r for r in raw_lines if r])
+    pages = []
+    for title, (lines, hashes) in zip(titles, _lines(texts)):
+        page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes)
+        if title and any(ln.short for ln in lines):  # only a short line can be the title again
+            tkey, _ = token_hashes(normalize(title))
+            if len(tkey):
+                page.title_lines = {i for i, ln in enumerate(lines) if ln.short and ln.ntok == len(tkey)
+                                    and np.array_equal(page.line_tokens(i), tkey)}
+        _find_repeats(page)
+        pages.append(page)
+    return pages
 
 
 def _simhashes(page: Page, idx: list[int]) -> list[int]:

@@ -98,3 +98,18 @@ def test_shapes_ignore_dates_spacing_and_punctuation_but_not_words() -> None:
     c = analyse("", text="咨询电话 61234567 2023-12-31 联系我们")
     assert a.shapes == b.shapes
     assert a.shapes != c.shapes
+
+
+def test_pages_analysed_together_equal_pages_analysed_alone() -> None:
+    from newsdedup.prepare import analyse_many
+
+    items = [("", zh_article(1, 300) + "\n\n" + zh_article(1, 300), None), ("", "", None),
+             ("Title", "Title\n" + en_article(2, 80), None), ("", None, "<p>网页 正文</p><p>第二段 2024</p>"),
+             ("", "a\r\nb c d e f g h\rx", None)]
+    together = analyse_many(items)
+    for item, page in zip(items, together):
+        alone = analyse(*item)
+        assert [(ln.raw, ln.ntok, ln.shape, ln.start, ln.short) for ln in page.lines] == \
+               [(ln.raw, ln.ntok, ln.shape, ln.start, ln.short) for ln in alone.lines]
+        assert page.tokens.tolist() == alone.tokens.tolist()
+        assert (page.redundant, page.title_lines) == (alone.redundant, alone.title_lines)
