@@ -43,6 +43,8 @@ MIN_CONTAINMENT_SHINGLES = 20  # containment of a tiny text in a big one says no
 MAX_BOILERPLATE_FIELDS = 20_000  # per source; above it, shapes seen in one story only are forgotten
 MAX_BUCKET_MEMBERS = 4096  # a pathological bucket (boilerplate-only pages) stops growing
 MAX_CANDIDATES = 2000
+# what the worker reads of a queued article (with its payload)
+RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster")
 TXN_RETRIES = 50
 
 
@@ -193,7 +195,11 @@ class Engine:
             txn_keys.append(keys.boilerplate(src))
             shapes = page.shapes
             argv.extend((len(txn_keys), len(shapes), *shapes))
-        rows = self.scripts.boilerplate(keys=txn_keys, args=argv) if pages else []
+        flat = self.scripts.boilerplate(keys=txn_keys, args=argv) if pages else []
+        rows, at = [], 0
+        for page in pages:
+            rows.append(flat[at:at + 1 + len(page.shapes)])
+            at += 1 + len(page.shapes)
         batch_counts, batch_docs = batch_boilerplate(pages, sources) if in_batch else ([{}] * len(pages),
                                                                                          [0] * len(pages))
         out = []
@@ -237,11 +243,8 @@ class Engine:
                 for i in np.flatnonzero(hit)]
 
     def candidate_data(self, ns: Sequence[int]) -> dict[int, tuple[npt.NDArray[np.uint32], int]]:
-        pipe = self.r.pipeline(transaction=False)
-        for m in ns:
-            pipe.hmget(keys.article(m), "sig", "size")
         out = {}
-        for m, (sig_b, size_b) in zip(ns, pipe.execute()):
+        for m, (sig_b, size_b) in zip(ns, self.scripts.hmget_many([keys.article(m) for m in ns], ("sig", "size"))):
             sig = unpack_sig(sig_b, self.cfg.num_perm) if sig_b else None
             if sig is not None and size_b is not None:
                 out[m] = (sig, int(size_b))
@@ -302,12 +305,8 @@ class Engine:
         return txn
 
     def _load(self, jobs: list[Job]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for j in jobs:
-            pipe.hgetall(keys.article(j.n))
-            pipe.get(keys.payload(j.n))
-        res = pipe.execute()
-        for j, rec, payload in zip(jobs, res[0::2], res[1::2]):
+        res = self.scripts.load([(keys.article(j.n), keys.payload(j.n)) for j in jobs], RECORD_FIELDS)
+        for j, (rec, payload) in zip(jobs, res):
             if rec and payload is not None:
                 rec[b"payload"] = payload
             j.record = rec
@@ -418,20 +417,14 @@ class Engine:
         return bool(j.record.get(b"iver")) and int(j.record[b"iver"]) != j.ver
 
     def _snapshot(self, ns: set[int]) -> tuple[dict[int, str], dict[str, set[int]], dict[str, bytes | None]]:
-        pipe = self.r.pipeline(transaction=False)
         order = sorted(ns)
-        for m in order:
-            pipe.hget(keys.article(m), "cluster")
-        cof = {m: c.decode() for m, c in zip(order, pipe.execute()) if c}
+        read = self.scripts.hmget_many([keys.article(m) for m in order], ("cluster",))
+        cof = {m: c.decode() for m, (c,) in zip(order, read) if c}
         cids = sorted(set(cof.values()))
-        for c in cids:
-            pipe.hget(keys.cluster(c), "v")
-            pipe.smembers(keys.cluster_members(c))
-        res = pipe.execute()
+        state = self.scripts.cluster_state([(keys.cluster(c), keys.cluster_members(c)) for c in cids])
         members: dict[str, set[int]] = {}
         versions: dict[str, bytes | None] = {}
-        for i, c in enumerate(cids):
-            v, mem = res[2 * i], res[2 * i + 1]
+        for c, (v, mem) in zip(cids, state):
             versions[c] = v
             if v is None:  # an implicit singleton: the founding article alone
                 members[c] = {m for m, cc in cof.items() if cc == c}

@@ -169,24 +169,63 @@ end
 return out
 """
 
+# Batch reads. A pipeline costs the client a command to pack and a reply to parse per key;
+# these return one flat array instead (nested arrays are slow to parse in redis-py too).
+# Measured on 417 article hashes: pipeline 2.4 ms, flat script 0.5 ms.
+
+# KEYS: hashes.  ARGV: fields.  Returns #KEYS x #ARGV values (false when missing).
+HMGET_FLAT = r"""
+local out = {}
+local nf = #ARGV
+for i = 1, #KEYS do
+  local v = redis.call("HMGET", KEYS[i], unpack(ARGV))
+  for f = 1, nf do out[#out + 1] = v[f] or false end
+end
+return out
+"""
+
+# KEYS: article hash, payload string, ... (pairs).  ARGV: fields.
+# Returns per pair the fields, then the payload (false when missing).
+LOAD = r"""
+local out = {}
+local nf = #ARGV
+for i = 1, #KEYS, 2 do
+  local v = redis.call("HMGET", KEYS[i], unpack(ARGV))
+  for f = 1, nf do out[#out + 1] = v[f] or false end
+  out[#out + 1] = redis.call("GET", KEYS[i + 1]) or false
+end
+return out
+"""
+
+# KEYS: cluster hash, member set, ... (pairs).  Returns per pair the version (false for an
+# implicit singleton, which has no keys) and the members joined by ",".
+CLUSTER_STATE = r"""
+local out = {}
+for i = 1, #KEYS, 2 do
+  local v = redis.call("HGET", KEYS[i], "v")
+  out[#out + 1] = v or false
+  out[#out + 1] = v and table.concat(redis.call("SMEMBERS", KEYS[i + 1]), ",") or ""
+end
+return out
+"""
+
 # KEYS: boilerplate hash keys (one per article, repeated as needed)
 # ARGV: per article: key_index, nshapes, shapes...
-# Returns per article {docs, count1, count2, ...}: how many stories of the source were seen and
-# how many of them had each line shape (counts are written by the clustering transaction).
+# Returns, flat, per article: docs, count1, count2, ...: how many stories of the source were seen
+# and how many of them had each line shape (counts are written by the clustering transaction).
 BOILERPLATE = r"""
 local out = {}
 local i = 1
 while i <= #ARGV do
   local k = KEYS[tonumber(ARGV[i])]
   local ns = tonumber(ARGV[i + 1])
-  local row = {tonumber(redis.call("HGET", k, "#docs") or "0")}
+  out[#out + 1] = tonumber(redis.call("HGET", k, "#docs") or "0")
   for c = 1, ns, 1000 do  -- in chunks: Lua's unpack fails near 8000 values
     local shapes = {}
     for j = c, math.min(ns, c + 999) do shapes[#shapes + 1] = ARGV[i + 1 + j] end
     local vals = redis.call("HMGET", k, unpack(shapes))
-    for j = 1, #vals do row[#row + 1] = tonumber(vals[j] or "0") end
+    for j = 1, #vals do out[#out + 1] = tonumber(vals[j] or "0") end
   end
-  out[#out + 1] = row
   i = i + 2 + ns
 end
 return out

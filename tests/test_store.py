@@ -36,3 +36,24 @@ def test_batched_writes(redis_client: Any) -> None:
     assert not r.exists("t:k1", "t:k2")
     assert r.xlen("t:q") == 300 and r.xpending("t:q", "g")["pending"] == 300  # acked ones deleted too
     assert r.hgetall("t:bp") == {b"#docs": b"2", b"shape": b"5"}
+
+
+def test_batch_reads_return_what_pipelines_would(redis_client: Any) -> None:
+    r = redis_client
+    scripts = Scripts(r)
+    r.hset("t:h1", mapping={"a": "1", "b": "x"})
+    r.hset("t:h2", mapping={"b": "y"})
+    r.set("t:p1", b"payload")
+    assert scripts.hmget_many(["t:h1", "t:h2", "t:none"], ["a", "b"]) == [[b"1", b"x"], [None, b"y"], [None, None]]
+    assert scripts.load([("t:h1", "t:p1"), ("t:none", "t:p2")], ["a", "b", "c"]) == [
+        ({b"a": b"1", b"b": b"x"}, b"payload"), ({}, None)]
+    r.hset("t:c", "v", 3)
+    r.sadd("t:cm", 7, 12)
+    state = scripts.cluster_state([("t:c", "t:cm"), ("t:c0", "t:cm0")])
+    assert state[0][0] == b"3" and sorted(state[0][1]) == [b"12", b"7"]
+    assert state[1] == (None, [])
+    many = [f"t:m{i}" for i in range(2500)]  # beyond one call's chunk
+    for k in many[::500]:
+        r.hset(k, "a", k)
+    got = scripts.hmget_many(many, ["a"])
+    assert len(got) == 2500 and [g[0] for g in got[::500]] == [k.encode() for k in many[::500]]
