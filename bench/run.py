@@ -65,8 +65,21 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def used_memory(r: redis.Redis) -> int:
-    return int(r.info("memory")["used_memory"])
+def used_memory(r: redis.Redis, settle_s: float = 120.0) -> int:
+    """Memory held by data: ``used_memory`` without transient buffers.
+
+    An AOF rewrite in progress makes Redis buffer every write in memory until it
+    ends, and client and AOF buffers come and go with traffic: waiting for the
+    rewrite (bounded) and subtracting the buffers measures what the data costs.
+    """
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        p = r.info("persistence")
+        if not int(p.get("aof_rewrite_in_progress", 0)) and not int(p.get("aof_rewrite_scheduled", 0)):
+            break
+        time.sleep(0.2)
+    m = r.info("memory")
+    return int(m["used_memory"]) - int(m.get("mem_aof_buffer", 0)) - int(m.get("mem_clients_normal", 0))
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
