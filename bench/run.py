@@ -473,7 +473,7 @@ def index_memory(r: redis.Redis, n: int, deadline: float) -> dict[str, Any]:
 
 
 def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float, check_seconds: float,
-            time_limit: float) -> dict[str, Any]:
+            time_limit: float, prebuild_limit: int = 200_000) -> dict[str, Any]:
     out: dict[str, Any] = {"articles": n, "workers": workers}
     tmp = Path(tempfile.mkdtemp(prefix="newsdedup-bench-"))
     service: Service | None = None
@@ -503,7 +503,7 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             health.close()
             mem0 = used_memory(r)
             deadline = time.monotonic() + time_limit
-            prebuilt = n <= 200_000
+            prebuilt = n <= prebuild_limit  # otherwise generating bodies competes with the service
             bodies: Iterable[bytes] = list(batch_bodies(corpus, n)) if prebuilt else batch_bodies(corpus, n)
             out["bodies_prebuilt"] = prebuilt
             log(f"e2e: posting {n} articles in batches of {POST_BATCH} from {post_threads} threads")
@@ -609,6 +609,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--synthetic", action="store_true", help="synthetic articles only (no ../shared/data)")
     p.add_argument("--baseline-sample", type=int, default=2000, help="articles for the baseline (default 2000)")
     p.add_argument("--post-threads", type=int, default=4, help="client threads POSTing batches (default 4)")
+    p.add_argument("--prebuild-limit", type=int, default=200_000,
+                   help="build request bodies before the clock up to this many articles (default 200000; "
+                        "about 4 KB of memory each); beyond it they are generated while posting")
     p.add_argument("--skip-engine", action="store_true", help="skip the engine-alone measurement")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds allowed per step (default: 600 + 20 ms per article)")
@@ -658,7 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             log(f"scale {n:,} ({corpus.describe(n)})")
         eng: dict[str, Any] = {} if args.skip_engine else run_engine(corpus, n, limit(n))
-        e2e = run_e2e(corpus, n, args.workers, args.post_threads, args.check_rps, args.check_seconds, limit(n))
+        e2e = run_e2e(corpus, n, args.workers, args.post_threads, args.check_rps, args.check_seconds, limit(n),
+                      args.prebuild_limit)
         rows.append(row_of(n, baseline, eng, e2e))
         details.append({"articles": n, "corpus": corpus.describe(n), "engine": eng, "e2e": e2e})
         prev_aps = min(x for x in (eng.get("aps"), e2e.get("aps")) if x) if (eng.get("aps") or e2e.get("aps")) \
