@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
@@ -60,8 +59,13 @@ class ArticleIn:
         return {k: v for k, v in asdict(self).items() if v is not None and k != "id_derived"}
 
 
+# Unicode categories Cc (exactly U+0000-U+001F and U+007F-U+009F) and Cs (surrogates), and the
+# line/paragraph separators: one regex search instead of a category lookup per character
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def _has_control(s: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029" for c in s)
+    return _CONTROL.search(s) is not None
 
 
 def _string(obj: dict[str, Any], name: str, where: str, limit: int) -> str | None:

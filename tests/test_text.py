@@ -154,3 +154,11 @@ def test_payload_round_trips_and_older_payloads_still_read() -> None:
         except Exception:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_control_character_check_matches_unicode_categories() -> None:
+    from newsdedup.articles import _has_control
+
+    for cp in list(range(0x0, 0x3100)) + [0xD800, 0xDFFF, 0xFEFF, 0xFFFD, 0x1F600]:
+        ch = chr(cp)
+        assert _has_control(ch) == (unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"), hex(cp)
