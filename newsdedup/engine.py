@@ -169,9 +169,12 @@ class Engine:
         return (f"num_perm={self.cfg.num_perm} bands={b.bands} rows={b.rows} bucket_bits={b.bucket_bits} "
                 f"shingle_cjk={self.cfg.shingle_cjk} shingle_latin={self.cfg.shingle_latin} tokens=v1")
 
-    def ensure_index(self) -> None:
-        """Record the index parameters on first use; refuse to work on an index built otherwise."""
-        if self._index_ok:
+    def ensure_index(self, recheck: bool = False) -> None:
+        """Record the index parameters on first use; refuse to work on an index built otherwise.
+
+        ``recheck`` after a reconnect: Redis may have come back empty (then this records them again).
+        """
+        if self._index_ok and not recheck:
             return
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)

@@ -79,7 +79,7 @@ class Worker:
         if not self._group_ready:
             ensure_group(self.r)
             tune_redis(self.r)
-            self.engine.ensure_index()
+            self.engine.ensure_index(recheck=True)
             self._group_ready = True
         claimed = self._claim_abandoned()
         if claimed:
