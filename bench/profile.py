@@ -33,7 +33,7 @@ from newsdedup.articles import parse_article  # noqa: E402
 from newsdedup.config import Config  # noqa: E402
 from newsdedup.dedup import Dedup  # noqa: E402
 from newsdedup.redis_server import RedisServer  # noqa: E402
-from newsdedup.text import normalize  # noqa: E402
+from newsdedup.text import warm_up  # noqa: E402
 from newsdedup.worker_loop import Worker  # noqa: E402
 
 RESULTS = Path(_HERE) / "results"
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for batch in corpus.batches(args.articles, 500):
             d.submit([parse_article(a.payload()) for a in batch])
         worker = Worker(r, cfg, name="bench-profile")
-        normalize("預熱")  # load the traditional->simplified table now: a one-off cost per process
+        warm_up()  # build the character tables now: a one-off cost per process
         print(f"profiling the worker loop over {corpus.describe(args.articles)} articles with {use}",
               file=sys.stderr)
         RESULTS.mkdir(parents=True, exist_ok=True)

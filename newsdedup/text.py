@@ -74,6 +74,12 @@ def normalize(text: str) -> str:
     return "".join(parts)
 
 
+def warm_up() -> None:
+    """Build the per-process tables (about 0.5 s) before serving, so no request pays for them."""
+    normalize("預熱…")
+    tokenize("预热")
+
+
 def _normalize_slow(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from newsdedup.text import warm_up
+
 from .app import create_app
 
 app = create_app()
+warm_up()  # build the character tables now, not during this process's first request
