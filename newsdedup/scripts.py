@@ -143,9 +143,13 @@ while i <= #ARGV do
     out[#out + 1] = false
   else
     local found = {}
-    for b = 0, #fields / 4 - 1 do
-      local bkey = KEYS[struct.unpack("<I4", kidx, 4 * b + 1)]
-      local field = string.sub(fields, 4 * b + 1, 4 * b + 4)
+    local nb = #fields / 4
+    -- all bands' key indexes and fields in two C calls, not two per band
+    local kis = {struct.unpack("<" .. string.rep("I4", nb), kidx)}
+    local fs = {struct.unpack(string.rep("c4", nb), fields)}
+    for b = 1, nb do
+      local bkey = KEYS[kis[b]]
+      local field = fs[b]
       -- most band values are new: HSETNX inserts those in one call instead of a read and a write
       if redis.call("HSETNX", bkey, field, n4) == 0 then
         local v = redis.call("HGET", bkey, field)
