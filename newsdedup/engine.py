@@ -160,6 +160,17 @@ class Engine:
         self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm, config.lsh_bucket_bits)
         self.scripts = Scripts(client)
         self._index_ok = False
+        self._bucket_names: list[str] | None = None
+
+    def _bucket_keys(self, flat: list[int]) -> list[str]:
+        """Key names of flat bucket numbers (band << bits | bucket), from a table when it is small."""
+        bits, mask = self.banding.bucket_bits, (1 << self.banding.bucket_bits) - 1
+        if self.banding.bands << bits > 1 << 20:
+            return [keys.lsh_bucket(u >> bits, u & mask) for u in flat]
+        if self._bucket_names is None:
+            self._bucket_names = [keys.lsh_bucket(u >> bits, u & mask) for u in range(self.banding.bands << bits)]
+        names = self._bucket_names
+        return [names[u] for u in flat]
 
     # ------------------------------------------------------------------ index parameters
 
@@ -242,8 +253,9 @@ class Engine:
         small = np.minimum(sizes, f.size) >= MIN_CONTAINMENT_SHINGLES
         cont = np.where(small, np.maximum(a_in_b, b_in_a), 0.0)
         hit = (j >= self.cfg.sim_threshold) | (cont >= self.cfg.containment_threshold)
-        return [Edge(n=ok[i], similarity=round(float(j[i]), 4), containment=round(float(cont[i]), 4))
-                for i in np.flatnonzero(hit)]
+        at = np.flatnonzero(hit)
+        return [Edge(n=ok[i], similarity=s, containment=c)
+                for i, s, c in zip(at.tolist(), np.round(j[at], 4).tolist(), np.round(cont[at], 4).tolist())]
 
     def candidate_data(self, ns: Sequence[int]) -> dict[int, tuple[npt.NDArray[np.uint32], int]]:
         out = {}
@@ -352,8 +364,7 @@ class Engine:
         uniq, inverse = np.unique(flat_keys.reshape(-1), return_inverse=True)
         inverse = (inverse.reshape(len(jobs), nb) + 1).astype("<u4")
         txn = Txn()
-        bits, mask = self.banding.bucket_bits, (1 << self.banding.bucket_bits) - 1
-        txn.add_keys([keys.lsh_bucket(u >> bits, u & mask) for u in uniq.tolist()])
+        txn.add_keys(self._bucket_keys(uniq.tolist()))
         fld_le = fld.astype("<u4")
         argv: list[Any] = [MAX_BUCKET_MEMBERS]
         for i, j in enumerate(jobs):

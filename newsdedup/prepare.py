@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,7 @@ class Page:
         other = sum(self.lines[i].chars for i in kept) - cjk
         return toks, cjk > other
 
-    @property
+    @cached_property
     def shapes(self) -> list[bytes]:
         """Distinct line shapes of this page (what boilerplate learning counts, once per page)."""
         seen: dict[bytes, None] = {}
