@@ -14,7 +14,7 @@ never miss each other: whichever is inserted second sees the first.
 from __future__ import annotations
 
 # ARGV is a flat list of instructions: name, argument count, arguments...
-# Checks ("eq", "exists", "absent") run first; if one fails nothing is written and the
+# Checks ("eqm", "exists") run first; if one fails nothing is written and the
 # script returns {0, index-of-failed-check}. Otherwise every write runs and {1} is returned.
 TRANSACT = r"""
 local argv = ARGV
@@ -31,12 +31,7 @@ end
 local function key(s) return KEYS[tonumber(s)] end
 for idx, ins in ipairs(instrs) do
   local name, a = ins[1], ins[2]
-  if name == "eq" then
-    local v = redis.call("HGET", key(a[1]), a[2])
-    if a[3] == "" then
-      if v then return {0, idx} end
-    elseif v ~= a[3] then return {0, idx} end
-  elseif name == "eqm" then  -- several fields of one hash: one HMGET
+  if name == "eqm" then  -- fields of one hash ("" = absent): one HMGET
     local nf = (#a - 1) / 2
     local fields = {}
     for f = 1, nf do fields[f] = a[2 * f] end
@@ -62,29 +57,18 @@ end
 for _, ins in ipairs(instrs) do
   local name, a = ins[1], ins[2]
   if name == "hset" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("HSET", key(a[1]), unpack(args))
+    redis.call("HSET", key(a[1]), unpack(a, 2))
   elseif name == "hdel" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("HDEL", key(a[1]), unpack(args))
+    redis.call("HDEL", key(a[1]), unpack(a, 2))
   elseif name == "hincrby" then
     redis.call("HINCRBY", key(a[1]), a[2], a[3])
-  elseif name == "hincr1" then
-    local k = key(a[1])
-    for j = 2, #a do redis.call("HINCRBY", k, a[j], 1) end
   elseif name == "hincrn" then  -- field, delta pairs
     local k = key(a[1])
     for j = 2, #a, 2 do redis.call("HINCRBY", k, a[j], a[j + 1]) end
   elseif name == "sadd" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("SADD", key(a[1]), unpack(args))
+    redis.call("SADD", key(a[1]), unpack(a, 2))
   elseif name == "srem" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("SREM", key(a[1]), unpack(args))
+    redis.call("SREM", key(a[1]), unpack(a, 2))
   elseif name == "set" then
     redis.call("SET", key(a[1]), a[2])
   elseif name == "del" then
@@ -96,19 +80,13 @@ for _, ins in ipairs(instrs) do
     for j = 3, #a do args[#args + 1] = a[2]; args[#args + 1] = a[j] end
     redis.call("ZADD", key(a[1]), unpack(args))
   elseif name == "zrem" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("ZREM", key(a[1]), unpack(args))
+    redis.call("ZREM", key(a[1]), unpack(a, 2))
   elseif name == "xack" then  -- group, ids...
     -- a finished entry is deleted too: the stream holds only work not yet done
-    local ids = {}
-    for j = 3, #a do ids[#ids + 1] = a[j] end
-    redis.call("XACK", key(a[1]), a[2], unpack(ids))
-    redis.call("XDEL", key(a[1]), unpack(ids))
+    redis.call("XACK", key(a[1]), a[2], unpack(a, 3))
+    redis.call("XDEL", key(a[1]), unpack(a, 3))
   elseif name == "xadd" then
-    local args = {}
-    for j = 2, #a do args[#args + 1] = a[j] end
-    redis.call("XADD", key(a[1]), "*", unpack(args))
+    redis.call("XADD", key(a[1]), "*", unpack(a, 2))
   elseif name == "unband" then
     local v = redis.call("HGET", key(a[1]), a[2])
     if v then
@@ -160,12 +138,7 @@ while i <= #ARGV do
         if not at and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
       end
     end
-    local args = {}
-    for f = 1, nf do
-      args[#args + 1] = ARGV[fstart + 2 * f - 1]
-      args[#args + 1] = ARGV[fstart + 2 * f]
-    end
-    if #args > 0 then redis.call("HSET", akey, unpack(args)) end
+    if nf > 0 then redis.call("HSET", akey, unpack(ARGV, fstart + 1, fstart + 2 * nf)) end
     out[#out + 1] = table.concat(found)
   end
   i = fstart + 1 + 2 * nf

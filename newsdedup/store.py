@@ -76,7 +76,7 @@ class Txn:
     # checks
     def expect_field(self, key: str, field: str, value: Arg | None) -> Txn:
         """HGET key field must equal value (None: must be absent)."""
-        return self._add("eq", self.k(key), field, "" if value is None else value)
+        return self.expect_fields(key, {field: value})
 
     def expect_fields(self, key: str, expected: dict[str, Arg | None]) -> Txn:
         """Several fields of one hash at once (one HMGET); None: the field must be absent."""
@@ -106,12 +106,6 @@ class Txn:
 
     def hincrby(self, key: str, field: str, delta: int) -> Txn:
         return self._w("hincrby", self.k(key), field, delta)
-
-    def hincr1(self, key: str, fields: list[bytes]) -> Txn:
-        """Add one to each of many fields of one hash (a single instruction)."""
-        for i in range(0, len(fields), 1000):
-            self._w("hincr1", self.k(key), *fields[i:i + 1000])
-        return self
 
     def hincrn(self, key: str, deltas: dict[bytes, int]) -> Txn:
         """Add to many fields of one hash (a single instruction per 500 fields)."""
@@ -186,7 +180,7 @@ class Scripts:
         nf = len(fields)
         for i in range(0, len(hash_keys), 1000):
             flat = self._hmget_flat(keys=list(hash_keys[i:i + 1000]), args=list(fields))
-            out.extend([v or None for v in flat[k:k + nf]] for k in range(0, len(flat), nf))
+            out.extend(flat[k:k + nf] for k in range(0, len(flat), nf))
         return out
 
     def load(self, pairs: Sequence[tuple[str, str]], fields: Sequence[str]
@@ -198,8 +192,8 @@ class Scripts:
             chunk = pairs[i:i + 500]
             flat = self._load(keys=[k for pair in chunk for k in pair], args=list(fields))
             for k in range(0, len(flat), nf + 1):
-                rec = {f: v for f, v in zip(bfields, flat[k:k + nf]) if v is not None and v is not False}
-                out.append((rec, flat[k + nf] or None))
+                rec = {f: v for f, v in zip(bfields, flat[k:k + nf]) if v is not None}
+                out.append((rec, flat[k + nf]))
         return out
 
     def cluster_state(self, cluster_pairs: Sequence[tuple[str, str]]) -> list[tuple[bytes | None, list[bytes]]]:
@@ -208,7 +202,7 @@ class Scripts:
         for i in range(0, len(cluster_pairs), 1000):
             chunk = cluster_pairs[i:i + 1000]
             flat = self._cluster_state(keys=[k for pair in chunk for k in pair], args=[])
-            out.extend((flat[k] or None, flat[k + 1].split(b",") if flat[k + 1] else [])
+            out.extend((flat[k], flat[k + 1].split(b",") if flat[k + 1] else [])
                        for k in range(0, len(flat), 2))
         return out
 
