@@ -57,6 +57,11 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+
+# Redis settings the layout relies on: LSH bucket hashes (up to ~1,000 small fields) and article
+# hashes stay compact only in Redis's small hash encoding. Passed to the embedded redis-server and
+# raised by workers on a Redis that has lower limits.
+HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
 BP_DOCS_FIELD = b"#docs"
 
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import redis
 
 from .errors import ConfigError, NewsDedupError
+from .keys import HASH_ENCODING
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
            "set_parent_death_signal"]
@@ -50,8 +51,8 @@ def redis_server_args(appendfsync: str = "everysec", appendonly: bool = True) ->
     """
     if appendfsync not in ("always", "everysec", "no"):
         raise ConfigError(f"appendfsync={appendfsync!r}: use always, everysec or no")
-    return ["--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync,
-            "--hash-max-ziplist-entries", "1024", "--hash-max-ziplist-value", "4096"]
+    encoding = [arg for name, value in HASH_ENCODING.items() for arg in (f"--{name}", str(value))]
+    return ["--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync, *encoding]
 
 
 def _executable(path: Path) -> bool:

@@ -35,8 +35,7 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-# The index is compact only while its hashes stay in Redis's small encoding (see keys.py).
-HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
+HASH_ENCODING = keys.HASH_ENCODING  # the index is compact only in Redis's small hash encoding
 
 
 def tune_redis(client: Any) -> None:
