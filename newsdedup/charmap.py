@@ -71,9 +71,15 @@ def tables() -> Tables:
     kind = np.zeros(LIMIT, dtype=np.uint8)
     fold = np.arange(LIMIT, dtype=np.uint32)
     expand: dict[int, str] = {}
+    token_class = np.zeros(LIMIT, dtype=np.uint8)
+    digit = np.zeros(LIMIT, dtype=bool)
     nf, combining = unicodedata.normalize, unicodedata.combining
     for cp in range(LIMIT):
         ch = chr(cp)
+        if ch.isalnum():  # exactly what the regex class [^\W_] matches
+            token_class[cp] = WORD
+        if ch.isdecimal():
+            digit[cp] = True
         if 0xD800 <= cp <= 0xDFFF:
             continue  # surrogates never reach here (validation rejects them)
         nfkd = nf("NFKD", ch)
@@ -89,14 +95,6 @@ def tables() -> Tables:
     # character may fold onto one of them
     clash = (kind == SINGLE) & (kind[np.minimum(fold, LIMIT - 1)] == EXPANDS) & (fold != np.arange(LIMIT))
     kind[clash] = SLOW
-    token_class = np.zeros(LIMIT, dtype=np.uint8)
-    digit = np.zeros(LIMIT, dtype=bool)
-    for cp in range(LIMIT):
-        ch = chr(cp)
-        if ch.isalnum():  # exactly what the regex class [^\W_] matches
-            token_class[cp] = WORD
-        if ch.isdecimal():
-            digit[cp] = True
     for a, b in CJK_RANGES:
         token_class[a:min(b, LIMIT - 1) + 1] = CJK
     return Tables(kind=kind, fold=fold, expand=expand, token_class=token_class, digit=digit)

@@ -351,7 +351,7 @@ class Engine:
         stale = Txn()
         for j in jobs:
             old = j.record.get(b"sig")
-            if old and j.record.get(b"iver") and int(j.record[b"iver"]) != j.ver:
+            if old and self._detach(j):
                 old_sig = unpack_sig(old, self.cfg.num_perm)
                 if old_sig is not None:
                     self.unindex(stale, j.n, old_sig)
