@@ -129,7 +129,18 @@ def test_sigkill_mid_batch_then_another_worker_finishes_everything_exactly_once(
             return False
         return bool(indexed_not_linked()) or int(r.hget(keys.META, "queued") or 0) <= len(entry_n) // 2
 
-    wait_until(kill_moment, 30, interval=0.002, message="worker A to hold a batch")
+    def frozen_holding_a_batch() -> bool:
+        """SIGSTOP A at such a moment and look again while it cannot move: a fast A may otherwise
+        finish its batch between the look and the kill."""
+        if not kill_moment():
+            return False
+        a.signal(signal.SIGSTOP)
+        if pending_of(r, a):
+            return True
+        a.signal(signal.SIGCONT)
+        return False
+
+    wait_until(frozen_holding_a_batch, 30, interval=0.002, message="worker A to hold a batch")
     a.kill()
     in_limbo = pending_of(r, a)
     half = indexed_not_linked()
