@@ -56,8 +56,8 @@ from newsdedup.worker_loop import Worker
 HOST = "127.0.0.1"
 POST_BATCH = 500
 RESULTS = Path(__file__).resolve().parent / "results"
-INDEX_PREFIXES = ("nd:lsh:", "nd:c:", "nd:cm:")
-INDEX_KEYS = ("nd:clusters", "nd:singles")
+INDEX_PREFIXES = ("nd:band:", "nd:c:", "nd:cm:")
+INDEX_KEYS = ("nd:bands", "nd:clusters", "nd:singles")
 SIG_SAMPLE = 200
 
 
@@ -397,7 +397,7 @@ def run_check(port: int, corpus: Corpus, n: int, rps: float, seconds: float, see
 
 def _family(key: bytes) -> str:
     k = key.decode("utf-8", "replace")
-    for prefix in ("nd:lsh:", "nd:a:", "nd:cm:", "nd:c:", "nd:bp:", "nd:rl:"):
+    for prefix in ("nd:band:", "nd:a:", "nd:cm:", "nd:c:", "nd:bp:", "nd:rl:"):
         if k.startswith(prefix):
             return prefix + "*"
     return k if k.startswith("nd:") else "other"

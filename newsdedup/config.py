@@ -26,7 +26,9 @@ NEWSDEDUP_BOILERPLATE_MIN_DOCS     4                a line seen in this many doc
 NEWSDEDUP_BOILERPLATE_MIN_SHARE    0.01             ... and in this share of them is boilerplate
 NEWSDEDUP_MERGE_RATIO              0.5              share of a cluster an article must match to fuse it
 NEWSDEDUP_KEEP_TEXT                true             keep compressed cleaned text for explanations
-NEWSDEDUP_LSH_BUCKET_BITS          10               2**bits hash keys per LSH band (memory layout)
+NEWSDEDUP_LSH_BUCKET_BITS          6                starting size of the LSH band table: 2**bits
+                                                    buckets per band (it grows by itself)
+NEWSDEDUP_LSH_BUCKET_LOAD          128              average entries per LSH bucket before one splits
 NEWSDEDUP_WORKER_BATCH             64               stream entries a worker reads at once
 NEWSDEDUP_VISIBILITY_TIMEOUT       60               seconds before a silent worker's entries are claimed
 NEWSDEDUP_MAX_ATTEMPTS             3                attempts before an article is dead-lettered
@@ -111,7 +113,8 @@ class Config:
     boilerplate_min_share: float = 0.01
     merge_ratio: float = 0.5
     keep_text: bool = True
-    lsh_bucket_bits: int = 10
+    lsh_bucket_bits: int = 6
+    lsh_bucket_load: int = 128
     worker_batch: int = 64
     visibility_timeout: float = 60.0
     max_attempts: int = 3
@@ -159,6 +162,7 @@ class Config:
                 "NEWSDEDUP_MIN_TOKENS": ("min_tokens", 1, 10_000),
                 "NEWSDEDUP_BOILERPLATE_MIN_DOCS": ("boilerplate_min_docs", 2, 1_000_000),
                 "NEWSDEDUP_LSH_BUCKET_BITS": ("lsh_bucket_bits", 0, 24),
+                "NEWSDEDUP_LSH_BUCKET_LOAD": ("lsh_bucket_load", 4, 100_000),
                 "NEWSDEDUP_WORKER_BATCH": ("worker_batch", 1, 10_000),
                 "NEWSDEDUP_MAX_ATTEMPTS": ("max_attempts", 1, 100),
                 "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000)}

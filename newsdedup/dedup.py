@@ -374,12 +374,10 @@ class Dedup:
                                   "repeated_share": share, "tokens": f.tokens}
         if not self.engine.indexable(f) or f.sig is None:
             return result
-        b = self.engine.banding
-        buckets, fields = b.locate(b.band_hashes(f.sig[None, :]))
-        pipe = self.r.pipeline(transaction=False)
-        for band in range(b.bands):
-            pipe.hget(keys.lsh_bucket(band, int(buckets[band])), fields[band])
-        cands = distinct_members(b"".join(v for v in pipe.execute() if v))[:MAX_CANDIDATES]
+        values = self.engine.banding.band_values(f.sig[None, :])[0].tobytes()
+        prefix, initial = self.engine.table_args[0], self.engine.table_args[1]
+        found = self.engine.scripts.lookup(keys=[keys.BANDS], args=[prefix, initial, values])
+        cands = distinct_members(found)[:MAX_CANDIDATES]
         data = self.engine.candidate_data(cands)
         edges = self.engine.verify(f, cands, data)
         if not edges:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 MIN_CONTAINMENT_SHINGLES = 20  # containment of a tiny text in a big one says nothing
 MAX_BOILERPLATE_FIELDS = 20_000  # per source; above it, shapes seen in one story only are forgotten
-MAX_BUCKET_MEMBERS = 4096  # a pathological bucket (boilerplate-only pages) stops growing
+MAX_BUCKET_MEMBERS = 4096  # articles sharing one band value (boilerplate-only pages): no more are added
 MAX_CANDIDATES = 2000
 # what the worker reads of a queued article (with its payload)
 RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster")
@@ -157,46 +158,73 @@ class Engine:
     def __init__(self, client: redis.Redis, config: Config) -> None:
         self.r: Any = client  # a bytes client; redis-py types replies as unions over decode modes
         self.cfg = config
-        self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm, config.lsh_bucket_bits)
+        self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm)
         self.scripts = Scripts(client)
         self._index_ok = False
-        self._bucket_names: list[str] | None = None
-
-    def _bucket_keys(self, flat: list[int]) -> list[str]:
-        """Key names of flat bucket numbers (band << bits | bucket), from a table when it is small."""
-        bits, mask = self.banding.bucket_bits, (1 << self.banding.bucket_bits) - 1
-        if self.banding.bands << bits > 1 << 20:
-            return [keys.lsh_bucket(u >> bits, u & mask) for u in flat]
-        if self._bucket_names is None:
-            self._bucket_names = [keys.lsh_bucket(u >> bits, u & mask) for u in range(self.banding.bands << bits)]
-        names = self._bucket_names
-        return [names[u] for u in flat]
+        # what every band-table script is told: where buckets live and how the table starts and grows
+        self.table_args: list[Any] = [keys.BAND_PREFIX, config.lsh_bucket_bits, config.lsh_bucket_load,
+                                      self.banding.bands]
 
     # ------------------------------------------------------------------ index parameters
 
     def index_params(self) -> str:
-        """What stored signatures and buckets depend on; changing any of it needs a new index."""
+        """What stored signatures and band values depend on; changing any of it needs a new index."""
         b = self.banding
-        return (f"num_perm={self.cfg.num_perm} bands={b.bands} rows={b.rows} bucket_bits={b.bucket_bits} "
-                f"shingle_cjk={self.cfg.shingle_cjk} shingle_latin={self.cfg.shingle_latin} tokens=v1")
+        return (f"num_perm={self.cfg.num_perm} bands={b.bands} rows={b.rows} "
+                f"shingle_cjk={self.cfg.shingle_cjk} shingle_latin={self.cfg.shingle_latin} tokens=v1 lsh=table")
+
+    def _legacy_params(self, stored: str | None) -> bool:
+        """Whether ``stored`` describes this configuration's index in the fixed-bucket layout."""
+        if stored is None:
+            return False
+        legacy = re.sub(r" bucket_bits=\d+", "", stored)
+        return legacy != stored and legacy + " lsh=table" == self.index_params()
 
     def ensure_index(self, recheck: bool = False) -> None:
         """Record the index parameters on first use; refuse to work on an index built otherwise.
 
         ``recheck`` after a reconnect: Redis may have come back empty (then this records them again).
+        An index in the old fixed-bucket layout with the same parameters is moved into the band
+        table first.
         """
         if self._index_ok and not recheck:
             return
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))
+        if stored != mine and self._legacy_params(stored):
+            self.migrate_buckets(stored or "")
+            stored = decoded(self.r.hget(keys.META, "index"))
         if stored != mine:
             raise IndexMismatch(
                 f"the index in Redis was built with [{stored}] but this process is configured for [{mine}]; "
-                "set NEWSDEDUP_NUM_PERM, NEWSDEDUP_LSH_THRESHOLD, NEWSDEDUP_LSH_BUCKET_BITS and "
-                "NEWSDEDUP_SHINGLE_CJK/LATIN back to the values it was built with, or point REDIS_URL at an "
-                "empty database to build a new index")
+                "set NEWSDEDUP_NUM_PERM, NEWSDEDUP_LSH_THRESHOLD and NEWSDEDUP_SHINGLE_CJK/LATIN back to the "
+                "values it was built with, or point REDIS_URL at an empty database to build a new index")
         self._index_ok = True
+
+    def migrate_buckets(self, legacy: str) -> int:
+        """Move an index's fixed bucket hashes (``nd:lsh:*``) into the band table; entries moved.
+
+        Each chunk of keys moves atomically and a moved key is gone, so processes that start at
+        the same moment can both run this; the parameters are switched once nothing is left.
+        """
+        moved = 0
+        pattern = keys.LEGACY_LSH_PREFIX + "*"
+        while True:
+            chunk = []
+            for key in self.r.scan_iter(match=pattern, count=1000):
+                chunk.append(key)
+                if len(chunk) == 500:
+                    break
+            if not chunk:
+                break
+            bands = [key.decode().split(":")[2] for key in chunk]
+            moved += int(self.scripts.migrate_buckets(keys=[keys.BANDS, *chunk], args=[*self.table_args, *bands]))
+        txn = Txn().expect_field(keys.META, "index", legacy).hset(keys.META, {"index": self.index_params()})
+        self.scripts.run(txn)
+        if moved:
+            log.info("moved %d LSH entries from fixed buckets into the band table", moved)
+        return moved
 
     # ------------------------------------------------------------------ analysis
 
@@ -313,10 +341,11 @@ class Engine:
         return jobs
 
     def unindex(self, txn: Txn, n: int, sig: npt.NDArray[np.uint32]) -> Txn:
-        """Writes that take article ``n`` (indexed with ``sig``) out of every LSH bucket."""
-        buckets, fields = self.banding.locate(self.banding.band_hashes(sig[None, :]))
+        """Writes that take article ``n`` (indexed with ``sig``) out of the band table."""
+        values = self.banding.band_values(sig[None, :])[0].tobytes()
+        prefix, initial = self.table_args[0], self.table_args[1]
         for band in range(self.banding.bands):
-            txn.unband(keys.lsh_bucket(band, int(buckets[band])), fields[band], n4(n))
+            txn.unband(keys.BANDS, prefix, initial, band, values[4 * band:4 * band + 4], n4(n))
         return txn
 
     def _load(self, jobs: list[Job]) -> None:
@@ -341,12 +370,11 @@ class Engine:
         return decoded(j.record.get(b"title")) or "", text, html
 
     def _index(self, jobs: list[Job]) -> None:
-        """Insert signatures into the LSH buckets; collect each article's candidates."""
+        """Insert signatures into the LSH band table; collect each article's candidates."""
         if not jobs:
             return
         feats = [j.features for j in jobs]
         sigs = np.stack([f.sig for f in feats])  # type: ignore[union-attr,misc]
-        nb = self.banding.bands
         # updates: remove the previous version's band entries first (idempotent)
         stale = Txn()
         for j in jobs:
@@ -357,16 +385,10 @@ class Engine:
                     self.unindex(stale, j.n, old_sig)
         if stale.writes:
             self.scripts.run(stale)
-        # one KEYS entry per distinct bucket of the batch; per article, the band -> KEYS index
-        # map and the band fields travel as two packed strings, not 2 x bands arguments
-        bkt, fld = self.banding.locate_arrays(self.banding.band_hashes(sigs))
-        flat_keys = np.arange(nb, dtype=np.int64)[None, :] * (1 << self.banding.bucket_bits) + bkt
-        uniq, inverse = np.unique(flat_keys.reshape(-1), return_inverse=True)
-        inverse = (inverse.reshape(len(jobs), nb) + 1).astype("<u4")
+        values_le = self.banding.band_values(sigs)
         txn = Txn()
-        txn.add_keys(self._bucket_keys(uniq.tolist()))
-        fld_le = fld.astype("<u4")
-        argv: list[Any] = [MAX_BUCKET_MEMBERS]
+        txn.k(keys.BANDS)
+        argv: list[Any] = [MAX_BUCKET_MEMBERS, *self.table_args]
         for i, j in enumerate(jobs):
             f = j.features
             assert f is not None and f.sig is not None
@@ -383,8 +405,8 @@ class Engine:
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
             idx = self.indexable(f)
-            argv.extend((txn.k(keys.article(j.n)), n4(j.n), j.ver, inverse[i].tobytes() if idx else b"",
-                         fld_le[i].tobytes() if idx else b"", len(values)))
+            argv.extend((txn.k(keys.article(j.n)), n4(j.n), j.ver, values_le[i].tobytes() if idx else b"",
+                         len(values)))
             for k, v in values.items():
                 argv.extend((k, v))
         res = self.scripts.index(keys=txn.keys, args=argv)

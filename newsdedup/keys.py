@@ -21,8 +21,10 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then zlib of GB18030 (older: zlib JSON); kept
                                        apart so article hashes stay small
-nd:lsh:{band}:{bucket}         hash    LSH band bucket: field = 4-byte band hash, value = packed
-                                       uint32 article numbers sharing that band hash
+nd:band:{band}:{bucket}        string  LSH band-table bucket: 8-byte entries, each a band value
+                                       (uint32) then an article number (uint32) with that value
+nd:bands                       hash    band-table state: level, next (the next bucket to split),
+                                       entries (in all bands); see "The LSH band table" below
 nd:c:{cid}                     hash    cluster with 2+ members: size, canonical (n), created_at,
                                        updated_at (a singleton's cluster is implicit in nd:a:{n})
 nd:cm:{cid}                    set     member article numbers of a cluster with 2+ members
@@ -38,6 +40,16 @@ nd:meta                        hash    counters: queued (accepted, not yet done 
                                        index: the parameters the index was built with
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 =============================  ======  ==============================================================
+
+The LSH band table is a linear hash table (one per band, split in step): a band
+value ``v`` (the low 32 bits of a band's 64-bit hash) lives in bucket
+``v mod 2**level``, or ``v mod 2**(level+1)`` when that is below ``next``. When
+the average bucket holds more than ``NEWSDEDUP_LSH_BUCKET_LOAD`` entries, bucket
+``next`` of every band is split in two and ``next`` moves on (``level`` grows
+when it wraps), so buckets stay small and an insert or lookup costs the same
+at any index size. ``NEWSDEDUP_LSH_BUCKET_BITS`` is only the starting level.
+Indexes built before this layout kept fixed buckets in ``nd:lsh:{band}:{bucket}``
+hashes; ``Engine.ensure_index`` moves them into the band table once.
 
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge
@@ -58,8 +70,9 @@ DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
 
-# Redis settings the layout relies on: LSH bucket hashes (up to ~1,000 small fields) and article
-# hashes stay compact only in Redis's small hash encoding. Passed to the embedded redis-server and
+# Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
+# signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash
+# encoding. Passed to the embedded redis-server and
 # raised by workers on a Redis that has lower limits.
 HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
 BP_DOCS_FIELD = b"#docs"
@@ -73,8 +86,13 @@ def payload(n: int) -> str:
     return f"{PREFIX}p:{n}"
 
 
-def lsh_bucket(band: int, bucket: int) -> str:
-    return f"{PREFIX}lsh:{band}:{bucket}"
+BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
+BANDS = PREFIX + "bands"
+LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
+
+
+def band_bucket(band: int, bucket: int) -> str:
+    return f"{BAND_PREFIX}{band}:{bucket}"
 
 
 def cluster(cid: str) -> str:

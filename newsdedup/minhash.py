@@ -108,16 +108,15 @@ def containments(j: npt.NDArray[np.float64], size_a: int, sizes_b: npt.NDArray[n
 
 @dataclass(frozen=True)
 class Banding:
-    """How signatures are cut into LSH bands, and how band hashes map onto Redis keys."""
+    """How signatures are cut into LSH bands, and the band values the index stores."""
 
     bands: int
     rows: int
-    bucket_bits: int
 
     @classmethod
-    def for_threshold(cls, threshold: float, num_perm: int, bucket_bits: int) -> Banding:
+    def for_threshold(cls, threshold: float, num_perm: int) -> Banding:
         bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
-        return cls(bands=bands, rows=rows, bucket_bits=bucket_bits)
+        return cls(bands=bands, rows=rows)
 
     def band_hashes(self, sigs: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
         """64-bit hash of each band of each signature (n x bands)."""
@@ -131,15 +130,9 @@ class Banding:
             acc = _mix64(acc + np.arange(self.bands, dtype=U64)[None, :] * U64(0x9E3779B97F4A7C15))
         return acc
 
-    def locate_arrays(self, band_hashes: npt.NDArray[np.uint64]
-                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
-        """Bucket numbers and 32-bit fields, shaped like ``band_hashes``."""
-        buckets = (band_hashes >> U64(64 - self.bucket_bits)).astype(np.int64) if self.bucket_bits else \
-            np.zeros(band_hashes.shape, dtype=np.int64)
-        return buckets, (band_hashes & U64(0xFFFFFFFF)).astype(np.uint32)
+    def band_values(self, sigs: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+        """The 32-bit value of each band (n x bands), little-endian: what the band table stores.
 
-    def locate(self, band_hashes: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], list[bytes]]:
-        """Bucket number (key) and 4-byte field for each band hash (flattened, row-major)."""
-        buckets, fields = self.locate_arrays(band_hashes.reshape(-1))
-        packed = fields.astype("<u4").tobytes()
-        return buckets, [packed[i * 4:(i + 1) * 4] for i in range(len(fields))]
+        The table both addresses buckets by a value's low bits and compares whole values.
+        """
+        return (self.band_hashes(sigs) & U64(0xFFFFFFFF)).astype("<u4")

@@ -85,12 +85,6 @@ def n4(n: int) -> bytes:
     return int(n).to_bytes(4, "little")
 
 
-def members_of(packed: bytes) -> list[int]:
-    if not packed:
-        return []
-    return np.frombuffer(packed[: len(packed) // 4 * 4], dtype="<u4").astype(np.int64).tolist()
-
-
 def distinct_members(packed: bytes, exclude: int | None = None) -> list[int]:
     """Distinct article numbers of concatenated 4-byte members, in order of first appearance."""
     if not packed:

@@ -1,22 +1,94 @@
-"""The Lua scripts newsdedup runs in Redis. Every key a script touches is passed in KEYS.
+"""The Lua scripts newsdedup runs in Redis; every key they touch is in KEYS but band-table buckets.
 
 ``TRANSACT`` is a small compare-and-set interpreter: Python reads a snapshot,
 decides (clustering policy, submissions, deletes) and sends the checks that
 must still hold plus the writes to make; Redis runs the checks and the writes
 atomically or nothing at all. Policy stays in testable Python, atomicity in Redis.
 
-``INDEX`` inserts a batch into the LSH buckets and returns, for each article,
-the members that already shared a bucket with it. Insert-and-read in one
-atomic step means two copies processed at the same moment by two workers can
-never miss each other: whichever is inserted second sees the first.
+``INDEX`` inserts a batch into the LSH band table and returns, for each
+article, the members that already shared a band value with it. Insert-and-read
+in one atomic step means two copies processed at the same moment by two
+workers can never miss each other: whichever is inserted second sees the first.
+
+The band table is a linear hash table (Litwin) over Redis strings, described in
+:mod:`newsdedup.keys`. Its bucket keys follow from the table's state, which only
+a script can read atomically, so the scripts that touch it (``INDEX``,
+``LOOKUP``, ``TRANSACT``'s ``unband``, ``MIGRATE_BUCKETS``) name bucket keys
+themselves from a prefix they are given: those keys are not in KEYS. (Scripts
+here already span many hash slots; newsdedup does not support Redis Cluster.)
 """
 
 from __future__ import annotations
 
+# The band table, shared by the scripts below. A bucket is a string of 8-byte entries:
+# 4-byte band value (little-endian), 4-byte article number. State (hash): level, next,
+# entries. A band value v lives in bucket v mod 2^level, or v mod 2^(level+1) when that is
+# below next (already split). Buckets split one at a time, in order, whenever the average
+# exceeds `load` entries, so every bucket stays small however large the index grows and a
+# lookup costs the same at 10k articles as at 10M.
+BAND_TABLE = r"""
+local function bt_state(skey, initial)
+  local st = redis.call("HMGET", skey, "level", "next", "entries")
+  return tonumber(st[1] or initial), tonumber(st[2] or "0"), tonumber(st[3] or "0")
+end
+local function bt_addr(v, level, nxt)
+  local m = 2 ^ level
+  local a = v % m
+  if a < nxt then a = v % (2 * m) end
+  return a
+end
+-- members of the entries of bucket string s whose band value is f (searched in C, only
+-- 8-byte aligned hits count), how many, and whether n4 is one of them
+local function bt_find(s, f, n4)
+  local at = string.find(s, f, 1, true)
+  if not at then return "", 0, false end
+  local found, mine = {}, false
+  while at do
+    if (at - 1) % 8 == 0 then
+      local m = string.sub(s, at + 4, at + 7)
+      if m == n4 then mine = true end
+      found[#found + 1] = m
+      at = string.find(s, f, at + 8, true)
+    else
+      at = string.find(s, f, at + 1, true)
+    end
+  end
+  return table.concat(found), #found, mine
+end
+-- split buckets (in every band) while the average holds more than `load` entries
+local function bt_grow(prefix, nbands, level, nxt, entries, load)
+  while level < 31 and entries > load * nbands * (2 ^ level + nxt) do
+    local m = 2 ^ level
+    local byte_i, bitv = math.floor(level / 8), 2 ^ (level % 8)
+    for b = 0, nbands - 1 do
+      local key = prefix .. b .. ":" .. nxt
+      local s = redis.call("GET", key)
+      if s then
+        local lo, hi = {}, {}
+        for e = 1, #s, 8 do
+          if math.floor(string.byte(s, e + byte_i) / bitv) % 2 == 1 then
+            hi[#hi + 1] = string.sub(s, e, e + 7)
+          else
+            lo[#lo + 1] = string.sub(s, e, e + 7)
+          end
+        end
+        if #hi > 0 then
+          redis.call("SET", prefix .. b .. ":" .. (nxt + m), table.concat(hi))
+          if #lo > 0 then redis.call("SET", key, table.concat(lo)) else redis.call("DEL", key) end
+        end
+      end
+    end
+    nxt = nxt + 1
+    if nxt == m then level = level + 1; nxt = 0 end
+  end
+  return level, nxt
+end
+"""
+
 # ARGV is a flat list of instructions: name, argument count, arguments...
 # Checks ("eqm", "exists") run first; if one fails nothing is written and the
 # script returns {0, index-of-failed-check}. Otherwise every write runs and {1} is returned.
-TRANSACT = r"""
+TRANSACT = BAND_TABLE + r"""
 local argv = ARGV
 local instrs = {}
 local i = 1
@@ -45,14 +117,6 @@ for idx, ins in ipairs(instrs) do
   elseif name == "exists" then
     if redis.call("EXISTS", key(a[1])) ~= tonumber(a[2]) then return {0, idx} end
   end
-end
-local function remove4(v, m)
-  local out = {}
-  for p = 1, #v, 4 do
-    local s = string.sub(v, p, p + 3)
-    if s ~= m then out[#out + 1] = s end
-  end
-  return table.concat(out)
 end
 for _, ins in ipairs(instrs) do
   local name, a = ins[1], ins[2]
@@ -87,55 +151,69 @@ for _, ins in ipairs(instrs) do
     redis.call("XDEL", key(a[1]), unpack(a, 3))
   elseif name == "xadd" then
     redis.call("XADD", key(a[1]), "*", unpack(a, 2))
-  elseif name == "unband" then
-    local v = redis.call("HGET", key(a[1]), a[2])
-    if v then
-      v = remove4(v, a[3])
-      if #v == 0 then redis.call("HDEL", key(a[1]), a[2]) else redis.call("HSET", key(a[1]), a[2], v) end
+  elseif name == "unband" then  -- state key, bucket prefix, initial level, band, band value, n4
+    local skey = key(a[1])
+    local level, nxt = bt_state(skey, a[3])
+    local bkey = a[2] .. a[4] .. ":" .. bt_addr(struct.unpack("<I4", a[5]), level, nxt)
+    local s = redis.call("GET", bkey)
+    local entry = a[5] .. a[6]
+    local at = s and string.find(s, entry, 1, true)
+    while at and (at - 1) % 8 ~= 0 do at = string.find(s, entry, at + 1, true) end
+    if at then
+      s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+      if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
+      redis.call("HINCRBY", skey, "entries", -1)
     end
   end
 end
 return {1}
 """
 
-# KEYS: bucket keys..., article keys...   ARGV: max_members, then per article:
-#   akey_index, n4 (4-byte member), ver, bucket_key_indexes (uint32 LE, one per band),
-#   fields (4 bytes per band), nfields, (field, value) x nfields
-# Returns, per article, the concatenated 4-byte members found in its buckets (repeats and the
-# article itself included: the client removes them), or false when the article's version moved
+# KEYS: band-table state, article keys...
+# ARGV: max_members, bucket prefix, initial level, load, bands, then per article:
+#   akey_index, n4 (4-byte member), ver, band values (4 bytes per band; empty: not indexed),
+#   nfields, (field, value) x nfields
+# Returns, per article, the concatenated 4-byte members that share a band value with it
+# (repeats included: the client removes them), or false when the article's version moved
 # on (superseded; nothing written).
-INDEX = r"""
-local maxm = tonumber(ARGV[1]) * 4
+INDEX = BAND_TABLE + r"""
+local maxm = tonumber(ARGV[1])
+local prefix, load, nbands = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+local level, nxt, entries = bt_state(KEYS[1], ARGV[3])
+local bp = {}
+for b = 1, nbands do bp[b] = prefix .. (b - 1) .. ":" end
+local added = 0
 local out = {}
-local i = 2
+local i = 6
 while i <= #ARGV do
   local akey = KEYS[tonumber(ARGV[i])]
   local n4 = ARGV[i + 1]
   local ver = ARGV[i + 2]
-  local kidx = ARGV[i + 3]
-  local fields = ARGV[i + 4]
-  local nf = tonumber(ARGV[i + 5])
-  local fstart = i + 5
-  local current = redis.call("HGET", akey, "ver")
-  if current ~= ver then
+  local fields = ARGV[i + 3]
+  local nf = tonumber(ARGV[i + 4])
+  local fstart = i + 4
+  if redis.call("HGET", akey, "ver") ~= ver then
     out[#out + 1] = false
   else
     local found = {}
     local nb = #fields / 4
-    -- all bands' key indexes and fields in two C calls, not two per band
-    local kis = {struct.unpack("<" .. string.rep("I4", nb), kidx)}
+    -- all bands' values as numbers and as strings in two C calls, not two per band
+    local vs = {struct.unpack("<" .. string.rep("I4", nb), fields)}
     local fs = {struct.unpack(string.rep("c4", nb), fields)}
     for b = 1, nb do
-      local bkey = KEYS[kis[b]]
-      local field = fs[b]
-      -- most band values are new: HSETNX inserts those in one call instead of a read and a write
-      if redis.call("HSETNX", bkey, field, n4) == 0 then
-        local v = redis.call("HGET", bkey, field)
-        found[#found + 1] = v  -- whole, in C; the client drops the article itself
-        -- already a member (a retried batch)? search in C, accepting only 4-byte aligned hits
-        local at = string.find(v, n4, 1, true)
-        while at and (at - 1) % 4 ~= 0 do at = string.find(v, n4, at + 1, true) end
-        if not at and #v < maxm then redis.call("HSET", bkey, field, v .. n4) end
+      local bkey = bp[b] .. bt_addr(vs[b], level, nxt)
+      local s = redis.call("GET", bkey)
+      if not s then
+        redis.call("SET", bkey, fs[b] .. n4)
+        added = added + 1
+      else
+        local members, count, mine = bt_find(s, fs[b], n4)
+        if count > 0 then found[#found + 1] = members end
+        -- mine: already inserted by an earlier attempt at this batch
+        if not mine and count < maxm then
+          redis.call("APPEND", bkey, fs[b] .. n4)
+          added = added + 1
+        end
       end
     end
     if nf > 0 then redis.call("HSET", akey, unpack(ARGV, fstart + 1, fstart + 2 * nf)) end
@@ -143,7 +221,60 @@ while i <= #ARGV do
   end
   i = fstart + 1 + 2 * nf
 end
+if added > 0 then
+  entries = entries + added
+  level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load)
+  redis.call("HSET", KEYS[1], "level", level, "next", nxt, "entries", entries)
+end
 return out
+"""
+
+# KEYS: band-table state.  ARGV: bucket prefix, initial level, band values (4 bytes per band).
+# Returns the concatenated 4-byte members sharing a band value (read-only: POST /v1/check).
+LOOKUP = BAND_TABLE + r"""
+local level, nxt = bt_state(KEYS[1], ARGV[2])
+local fields = ARGV[3]
+local nb = #fields / 4
+local vs = {struct.unpack("<" .. string.rep("I4", nb), fields)}
+local fs = {struct.unpack(string.rep("c4", nb), fields)}
+local out = {}
+for b = 1, nb do
+  local s = redis.call("GET", ARGV[1] .. (b - 1) .. ":" .. bt_addr(vs[b], level, nxt))
+  if s then out[#out + 1] = bt_find(s, fs[b], "") end
+end
+return table.concat(out)
+"""
+
+# KEYS: band-table state, legacy bucket hashes (nd:lsh:{band}:{bucket}; field = band value,
+# value = packed members).  ARGV: bucket prefix, initial level, load, bands, then the band of each
+# legacy key.  Moves their entries into the band table and deletes them; returns entries moved.
+MIGRATE_BUCKETS = BAND_TABLE + r"""
+local prefix, load, nbands = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local level, nxt, entries = bt_state(KEYS[1], ARGV[2])
+local moved = 0
+for k = 2, #KEYS do
+  if redis.call("TYPE", KEYS[k]).ok == "hash" then
+    local band = ARGV[k + 3]
+    local kv = redis.call("HGETALL", KEYS[k])
+    for j = 1, #kv, 2 do
+      local f, members = kv[j], kv[j + 1]
+      if #f == 4 then
+        local parts = {}
+        for p = 1, #members - 3, 4 do parts[#parts + 1] = f .. string.sub(members, p, p + 3) end
+        if #parts > 0 then
+          local bkey = prefix .. band .. ":" .. bt_addr(struct.unpack("<I4", f), level, nxt)
+          redis.call("APPEND", bkey, table.concat(parts))
+          moved = moved + #parts
+        end
+      end
+    end
+    redis.call("DEL", KEYS[k])
+  end
+end
+entries = entries + moved
+level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load)
+redis.call("HSET", KEYS[1], "level", level, "next", nxt, "entries", entries)
+return moved
 """
 
 # Batch reads. A pipeline costs the client a command to pack and a reply to parse per key;

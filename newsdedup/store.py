@@ -157,9 +157,10 @@ class Txn:
             flat.extend((f, v))
         return self._w("xadd", self.k(key), *flat)
 
-    def unband(self, key: str, field: bytes, member4: bytes) -> Txn:
-        """Remove one packed member from an LSH bucket field."""
-        return self._w("unband", self.k(key), field, member4)
+    def unband(self, state_key: str, prefix: str, initial_level: int, band: int, value: bytes,
+               member4: bytes) -> Txn:
+        """Remove one entry (band value, member) from the LSH band table."""
+        return self._w("unband", self.k(state_key), prefix, initial_level, band, value, member4)
 
 
 class Scripts:
@@ -168,6 +169,8 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.transact: Script = client.register_script(scripts.TRANSACT)
         self.index: Script = client.register_script(scripts.INDEX)
+        self.lookup: Script = client.register_script(scripts.LOOKUP)
+        self.migrate_buckets: Script = client.register_script(scripts.MIGRATE_BUCKETS)
         self.boilerplate: Script = client.register_script(scripts.BOILERPLATE)
         self.prune_boilerplate: Script = client.register_script(scripts.PRUNE_BOILERPLATE)
         self._hmget_flat: Script = client.register_script(scripts.HMGET_FLAT)

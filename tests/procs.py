@@ -33,7 +33,6 @@ import pytest
 import redis
 
 from newsdedup import keys
-from newsdedup.records import members_of
 from tests.textgen import EN_WORDS, ZH_CHARS, en_article, zh_article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -541,22 +540,47 @@ def queue_settled(r: redis.Redis) -> bool:
     return queued == 0 and pending == 0
 
 
+def band_table(r: redis.Redis) -> dict[int, dict[int, list[tuple[int, int]]]]:
+    """The LSH band table as {band: {bucket: [(band value, article number), ...]}}, checked as read.
+
+    Every bucket is whole 8-byte entries, each at the address its band value has under the
+    table's state, and the state counts them all.
+    """
+    st = {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}  # type: ignore[union-attr]
+    level, nxt = st.get("level", 0), st.get("next", 0)
+    table: dict[int, dict[int, list[tuple[int, int]]]] = {}
+    total = 0
+    for key in r.scan_iter(match=keys.BAND_PREFIX + "*", count=1000):
+        band, bucket = (int(x) for x in key.decode()[len(keys.BAND_PREFIX):].split(":"))
+        raw = r.get(key)
+        assert isinstance(raw, bytes) and raw and len(raw) % 8 == 0, (key, raw)
+        entries = [(int.from_bytes(raw[i:i + 4], "little"), int.from_bytes(raw[i + 4:i + 8], "little"))
+                   for i in range(0, len(raw), 8)]
+        for value, _ in entries:
+            addr = value % (1 << level)
+            if addr < nxt:
+                addr = value % (1 << (level + 1))
+            assert addr == bucket, f"{key!r} holds band value {value} that belongs in bucket {addr}"
+        table.setdefault(band, {})[bucket] = entries
+        total += len(entries)
+    assert st.get("entries", 0) == total, (st, total)
+    return table
+
+
 def check_index_invariants(r: redis.Redis) -> None:
     """What must hold after any crash, redelivery or race, once the queue is settled.
 
-    - an article number appears at most once in each LSH bucket field;
+    - the band table is consistent (see :func:`band_table`) and holds an entry at most once;
     - every done article is in exactly one cluster, the one its ``cluster`` field names: clusters with
       2+ members are the nd:cm sets (no article in two of them), singletons are implicit ``c<n>``;
     - cluster records agree with their member sets, and the cluster zsets list each cluster once.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
-    for key in r.scan_iter(match="nd:lsh:*", count=1000):
-        for fld, packed in r.hgetall(key).items():
-            assert len(packed) % 4 == 0, (key, fld)
-            ms = members_of(packed)
-            assert len(ms) == len(set(ms)), f"{key!r} field {fld!r} holds an article twice: {ms}"
-            unknown = set(ms) - set(nums)
-            assert not unknown, f"{key!r} holds articles that do not exist: {unknown}"
+    for band, buckets in band_table(r).items():
+        for bucket, entries in buckets.items():
+            assert len(entries) == len(set(entries)), f"band {band} bucket {bucket} holds an entry twice"
+            unknown = {m for _, m in entries} - set(nums)
+            assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
     for key in r.scan_iter(match="nd:cm:*", count=1000):
         cid = key.decode()[len("nd:cm:"):]

@@ -526,16 +526,20 @@ def test_wsgi_module_builds_the_app_from_the_environment(monkeypatch: pytest.Mon
 
 def test_an_index_built_with_other_parameters_is_refused_not_mixed(cfg: Config, client: FlaskClient,
                                                                    redis_client: redis.Redis) -> None:
-    """Changing NEWSDEDUP_LSH_BUCKET_BITS (or num_perm, bands, shingles) on a live index would hide duplicates."""
+    """Changing NEWSDEDUP_SHINGLE_CJK (or num_perm, the bands) on a live index would hide duplicates."""
     assert client.post("/v1/articles", json={"id": "p1", "text": story(1)}).status_code == 202
     process(redis_client, cfg)
-    other = create_app(cfg.replace(lsh_bucket_bits=cfg.lsh_bucket_bits + 1)).test_client()
+    other = create_app(cfg.replace(shingle_cjk=cfg.shingle_cjk + 1)).test_client()
     for resp in (other.post("/v1/articles", json={"id": "p2", "text": story(2)}),
                  other.post("/v1/check", json={"text": story(1)})):
         assert resp.status_code == 503
         e = err(resp)
-        assert e["code"] == "index_mismatch" and "NEWSDEDUP_LSH_BUCKET_BITS" in e["message"]
+        assert e["code"] == "index_mismatch" and "NEWSDEDUP_SHINGLE_CJK" in e["message"]
+        assert f"shingle_cjk={cfg.shingle_cjk + 1}" in e["message"]
     assert redis_client.hget(keys.IDS, "p2") is None  # nothing written
-    with pytest.raises(ConfigError, match="bucket_bits=11"):
-        process(redis_client, cfg.replace(lsh_bucket_bits=cfg.lsh_bucket_bits + 1))
+    with pytest.raises(ConfigError, match=f"shingle_cjk={cfg.shingle_cjk + 1}"):
+        process(redis_client, cfg.replace(shingle_cjk=cfg.shingle_cjk + 1))
+    # the band table's starting size and load are not index parameters: the table's state is in Redis
+    resized = create_app(cfg.replace(lsh_bucket_bits=cfg.lsh_bucket_bits + 3, lsh_bucket_load=7)).test_client()
+    assert resized.post("/v1/check", json={"text": story(1)}).get_json()["duplicates"][0]["id"] == "p1"
     assert client.post("/v1/check", json={"text": story(1)}).get_json()["duplicates"][0]["id"] == "p1"
