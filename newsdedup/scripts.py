@@ -55,9 +55,12 @@ local function bt_find(s, f, n4)
   end
   return table.concat(found), #found, mine
 end
--- split buckets (in every band) while the average holds more than `load` entries
+-- split buckets (in every band) while the average holds more than `load` entries; at most 8
+-- steps per call, so no call blocks Redis for long (a table behind catches up over later calls)
 local function bt_grow(prefix, nbands, level, nxt, entries, load)
-  while level < 31 and entries > load * nbands * (2 ^ level + nxt) do
+  local steps = 0
+  while steps < 8 and level < 31 and entries > load * nbands * (2 ^ level + nxt) do
+    steps = steps + 1
     local m = 2 ^ level
     local byte_i, bitv = math.floor(level / 8), 2 ^ (level % 8)
     for b = 0, nbands - 1 do

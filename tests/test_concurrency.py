@@ -43,11 +43,14 @@ def test_four_racing_workers_cluster_exactly_like_one(redis_server: RedisServer,
     corpus = make_corpus(60, seed=7070, copies=(2, 4), singles=12, together=True)
     truth = corpus.truth()
     items = [parse_article(a) for a in corpus.articles]
-    cfg = Config.from_env({}, redis_url=redis_server.url)
+    # a band table that starts at one bucket per band and splits every few articles: the
+    # workers also race on growing it
+    cfg = Config.from_env({}, redis_url=redis_server.url, lsh_bucket_bits=0, lsh_bucket_load=4)
 
     # four worker processes, all waiting on the empty queue before the first article arrives
     workers = [procs.worker(redis_server.url, f"worker-{i}", NEWSDEDUP_WORKER_BATCH=2,
-                            NEWSDEDUP_VISIBILITY_TIMEOUT=5) for i in range(WORKERS)]
+                            NEWSDEDUP_VISIBILITY_TIMEOUT=5, NEWSDEDUP_LSH_BUCKET_BITS=0,
+                            NEWSDEDUP_LSH_BUCKET_LOAD=4) for i in range(WORKERS)]
     for w in workers:
         wait_worker_ready(r, w)
     Dedup(r, cfg).submit(items)
@@ -55,6 +58,7 @@ def test_four_racing_workers_cluster_exactly_like_one(redis_server: RedisServer,
                message="the four workers to process everything")
     assert set(statuses(r, corpus.ids()).values()) == {"done"}
     check_index_invariants(r)
+    assert int(r.hget(keys.BANDS, "level") or 0) >= 4  # the table grew from 1 to 16+ buckets per band
     raced = partition(r)
     # (Redis 6.2 lists a consumer only once something was delivered to it)
     assert {consumer_name(w) for w in workers} <= set(consumers(r)), "not every worker took part"
