@@ -17,11 +17,11 @@ import redis
 from . import keys
 from .articles import ArticleIn
 from .config import Config
-from .engine import MAX_CANDIDATES, Engine, source_key
+from .engine import Engine, source_key
 from .errors import NotFound, StorageUnavailable, ValidationError
 from .minhash import containments, jaccard
 from .prepare import analyse
-from .records import decoded, distinct_members, now_ms, pack_payload, rfc3339, unpack_sig, unpack_text
+from .records import decoded, now_ms, pack_payload, rfc3339, unpack_sig, unpack_text
 from .store import Txn, guarded
 
 MAX_LISTED_MEMBERS = 200
@@ -374,10 +374,7 @@ class Dedup:
                                   "repeated_share": share, "tokens": f.tokens}
         if not self.engine.indexable(f) or f.sig is None:
             return result
-        values = self.engine.banding.band_values(f.sig[None, :])[0].tobytes()
-        prefix, initial = self.engine.table_args[0], self.engine.table_args[1]
-        found = self.engine.scripts.lookup(keys=[keys.BANDS], args=[prefix, initial, values])
-        cands = distinct_members(found)[:MAX_CANDIDATES]
+        cands = self.engine.lookup(f.sig)
         data = self.engine.candidate_data(cands)
         edges = self.engine.verify(f, cands, data)
         if not edges:

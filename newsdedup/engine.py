@@ -161,9 +161,9 @@ class Engine:
         self.banding = Banding.for_threshold(config.lsh_threshold, config.num_perm)
         self.scripts = Scripts(client)
         self._index_ok = False
-        # what every band-table script is told: where buckets live and how the table starts and grows
-        self.table_args: list[Any] = [keys.BAND_PREFIX, config.lsh_bucket_bits, config.lsh_bucket_load,
-                                      self.banding.bands]
+        # what the band-table scripts are told: where buckets live, how the table starts and grows
+        self.table_args: tuple[str, int, int, int] = (keys.BAND_PREFIX, config.lsh_bucket_bits,
+                                                      config.lsh_bucket_load, self.banding.bands)
 
     # ------------------------------------------------------------------ index parameters
 
@@ -343,10 +343,16 @@ class Engine:
     def unindex(self, txn: Txn, n: int, sig: npt.NDArray[np.uint32]) -> Txn:
         """Writes that take article ``n`` (indexed with ``sig``) out of the band table."""
         values = self.banding.band_values(sig[None, :])[0].tobytes()
-        prefix, initial = self.table_args[0], self.table_args[1]
         for band in range(self.banding.bands):
-            txn.unband(keys.BANDS, prefix, initial, band, values[4 * band:4 * band + 4], n4(n))
+            txn.unband(keys.BANDS, keys.BAND_PREFIX, self.cfg.lsh_bucket_bits, band, values[4 * band:4 * band + 4],
+                       n4(n))
         return txn
+
+    def lookup(self, sig: npt.NDArray[np.uint32]) -> list[int]:
+        """Indexed articles sharing a band value with ``sig`` (read only; POST /v1/check)."""
+        values = self.banding.band_values(sig[None, :])[0].tobytes()
+        found = self.scripts.lookup(keys=[keys.BANDS], args=[keys.BAND_PREFIX, self.cfg.lsh_bucket_bits, values])
+        return distinct_members(found)[:MAX_CANDIDATES]
 
     def _load(self, jobs: list[Job]) -> None:
         res = self.scripts.load([(keys.article(j.n), keys.payload(j.n)) for j in jobs], RECORD_FIELDS)
