@@ -28,7 +28,7 @@ NEWSDEDUP_MERGE_RATIO              0.5              share of a cluster an articl
 NEWSDEDUP_KEEP_TEXT                true             keep compressed cleaned text for explanations
 NEWSDEDUP_LSH_BUCKET_BITS          6                starting size of the LSH band table: 2**bits
                                                     buckets per band (it grows by itself)
-NEWSDEDUP_LSH_BUCKET_LOAD          128              average entries per LSH bucket before one splits
+NEWSDEDUP_LSH_BUCKET_LOAD          64               average entries per LSH bucket before one splits
 NEWSDEDUP_WORKER_BATCH             64               stream entries a worker reads at once
 NEWSDEDUP_VISIBILITY_TIMEOUT       60               seconds before a silent worker's entries are claimed
 NEWSDEDUP_MAX_ATTEMPTS             3                attempts before an article is dead-lettered
@@ -114,7 +114,7 @@ class Config:
     merge_ratio: float = 0.5
     keep_text: bool = True
     lsh_bucket_bits: int = 6
-    lsh_bucket_load: int = 128
+    lsh_bucket_load: int = 64
     worker_batch: int = 64
     visibility_timeout: float = 60.0
     max_attempts: int = 3

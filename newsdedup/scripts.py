@@ -55,11 +55,12 @@ local function bt_find(s, f, n4)
   end
   return table.concat(found), #found, mine
 end
--- split buckets (in every band) while the average holds more than `load` entries; at most 8
--- steps per call, so no call blocks Redis for long (a table behind catches up over later calls)
-local function bt_grow(prefix, nbands, level, nxt, entries, load)
-  local steps = 0
-  while steps < 8 and level < 31 and entries > load * nbands * (2 ^ level + nxt) do
+-- split buckets (in every band) while the average holds more than `load` entries, for `added`
+-- new entries: at most twice the steps they need plus 8, so no call blocks Redis for long and a
+-- table that is behind (just migrated) catches up over later calls
+local function bt_grow(prefix, nbands, level, nxt, entries, load, added)
+  local steps, most = 0, 8 + math.ceil(2 * added / (load * nbands))
+  while steps < most and level < 31 and entries > load * nbands * (2 ^ level + nxt) do
     steps = steps + 1
     local m = 2 ^ level
     local byte_i, bitv = math.floor(level / 8), 2 ^ (level % 8)
@@ -226,7 +227,7 @@ while i <= #ARGV do
 end
 if added > 0 then
   entries = entries + added
-  level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load)
+  level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load, added)
   redis.call("HSET", KEYS[1], "level", level, "next", nxt, "entries", entries)
 end
 return out
@@ -275,7 +276,7 @@ for k = 2, #KEYS do
   end
 end
 entries = entries + moved
-level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load)
+level, nxt = bt_grow(prefix, nbands, level, nxt, entries, load, moved)
 redis.call("HSET", KEYS[1], "level", level, "next", nxt, "entries", entries)
 return moved
 """
