@@ -531,6 +531,9 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             out.update({"seconds": secs, "aps": n / secs, "stats": last})
             log(f"e2e: {n} articles in {secs:.1f}s = {n / secs:.0f} a/s (posting took {out['post_seconds']:.1f}s); "
                 f"{last['clusters_with_duplicates']} clusters with duplicates, {last['queue']['failed']} failed")
+            # forks during the run: AOF rewrites (and saves) compete with the service for the cores
+            out["redis_forks"] = int(r.info("stats").get("total_forks", 0))
+            log(f"e2e: Redis forked {out['redis_forks']} times (AOF rewrites) during the run")
             out["bytes_per_article_total"] = (used_memory(r) - mem0) / n
             out["used_memory_before"], out["used_memory_after"] = mem0, used_memory(r)
             out["check"] = run_check(port, corpus, n, rps, check_seconds)
