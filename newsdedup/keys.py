@@ -69,11 +69,13 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
+BANDS = PREFIX + "bands"
+LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
 # signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash
-# encoding. Passed to the embedded redis-server and
-# raised by workers on a Redis that has lower limits.
+# encoding. Passed to the embedded redis-server and raised by workers on a Redis that has lower limits.
 HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
 BP_DOCS_FIELD = b"#docs"
 
@@ -84,15 +86,6 @@ def article(n: int) -> str:
 
 def payload(n: int) -> str:
     return f"{PREFIX}p:{n}"
-
-
-BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
-BANDS = PREFIX + "bands"
-LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
-
-
-def band_bucket(band: int, bucket: int) -> str:
-    return f"{BAND_PREFIX}{band}:{bucket}"
 
 
 def cluster(cid: str) -> str:
