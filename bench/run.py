@@ -473,12 +473,12 @@ def index_memory(r: redis.Redis, n: int, deadline: float) -> dict[str, Any]:
 
 
 def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float, check_seconds: float,
-            time_limit: float, prebuild_limit: int = 200_000) -> dict[str, Any]:
-    out: dict[str, Any] = {"articles": n, "workers": workers}
+            time_limit: float, prebuild_limit: int = 200_000, appendonly: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"articles": n, "workers": workers, "appendonly": appendonly}
     tmp = Path(tempfile.mkdtemp(prefix="newsdedup-bench-"))
     service: Service | None = None
     try:
-        with RedisServer(die_with_parent=True) as server:
+        with RedisServer(die_with_parent=True, appendonly=appendonly) as server:
             r = server.client(socket_timeout=120)
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
@@ -616,6 +616,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="build request bodies before the clock up to this many articles (default 200000; "
                         "about 4 KB of memory each); beyond it they are generated while posting")
     p.add_argument("--skip-engine", action="store_true", help="skip the engine-alone measurement")
+    p.add_argument("--no-aof", action="store_true",
+                   help="end to end on a Redis without its append-only file (diagnosis only: not durable)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds allowed per step (default: 600 + 20 ms per article)")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="JSON results file")
@@ -665,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"scale {n:,} ({corpus.describe(n)})")
         eng: dict[str, Any] = {} if args.skip_engine else run_engine(corpus, n, limit(n))
         e2e = run_e2e(corpus, n, args.workers, args.post_threads, args.check_rps, args.check_seconds, limit(n),
-                      args.prebuild_limit)
+                      args.prebuild_limit, appendonly=not args.no_aof)
         rows.append(row_of(n, baseline, eng, e2e))
         details.append({"articles": n, "corpus": corpus.describe(n), "engine": eng, "e2e": e2e})
         prev_aps = min(x for x in (eng.get("aps"), e2e.get("aps")) if x) if (eng.get("aps") or e2e.get("aps")) \
