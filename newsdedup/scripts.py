@@ -37,21 +37,33 @@ local function bt_addr(v, level, nxt)
   if a < nxt then a = v % (2 * m) end
   return a
 end
--- members of the entries of bucket string s whose band value is f (searched in C, only
--- 8-byte aligned hits count), how many, and whether n4 is one of them
+local function bt_key(prefix, band, a) return prefix .. band .. ":" .. a end
+-- band values (4 bytes each) as numbers and as strings, in two C calls, not two per band, and
+-- how many (struct.unpack also returns the next position: the tables hold one more value)
+local function bt_values(fields)
+  local nb = #fields / 4
+  return {struct.unpack("<" .. string.rep("I4", nb), fields)}, {struct.unpack(string.rep("c4", nb), fields)}, nb
+end
+-- the first hit of p in bucket string s at or after `from` that starts an entry (searched in C;
+-- a hit that straddles two 8-byte entries does not count)
+local function bt_aligned(s, p, from)
+  local at = string.find(s, p, from, true)
+  while at and (at - 1) % 8 ~= 0 do at = string.find(s, p, at + 1, true) end
+  return at
+end
+-- members of the entries of bucket string s whose band value is f, how many, and whether n4 is
+-- one of them
 local function bt_find(s, f, n4)
-  local at = string.find(s, f, 1, true)
+  local at = string.find(s, f, 1, true)  -- most values are in no entry: one C call, nothing more
+  if not at then return "", 0, false end
+  if (at - 1) % 8 ~= 0 then at = bt_aligned(s, f, at + 1) end
   if not at then return "", 0, false end
   local found, mine = {}, false
   while at do
-    if (at - 1) % 8 == 0 then
-      local m = string.sub(s, at + 4, at + 7)
-      if m == n4 then mine = true end
-      found[#found + 1] = m
-      at = string.find(s, f, at + 8, true)
-    else
-      at = string.find(s, f, at + 1, true)
-    end
+    local m = string.sub(s, at + 4, at + 7)
+    if m == n4 then mine = true end
+    found[#found + 1] = m
+    at = bt_aligned(s, f, at + 8)
   end
   return table.concat(found), #found, mine
 end
@@ -65,7 +77,7 @@ local function bt_grow(prefix, nbands, level, nxt, entries, load, added)
     local m = 2 ^ level
     local byte_i, bitv = math.floor(level / 8), 2 ^ (level % 8)
     for b = 0, nbands - 1 do
-      local key = prefix .. b .. ":" .. nxt
+      local key = bt_key(prefix, b, nxt)
       local s = redis.call("GET", key)
       if s then
         local lo, hi = {}, {}
@@ -77,7 +89,7 @@ local function bt_grow(prefix, nbands, level, nxt, entries, load, added)
           end
         end
         if #hi > 0 then
-          redis.call("SET", prefix .. b .. ":" .. (nxt + m), table.concat(hi))
+          redis.call("SET", bt_key(prefix, b, nxt + m), table.concat(hi))
           if #lo > 0 then redis.call("SET", key, table.concat(lo)) else redis.call("DEL", key) end
         end
       end
@@ -158,11 +170,9 @@ for _, ins in ipairs(instrs) do
   elseif name == "unband" then  -- state key, bucket prefix, initial level, band, band value, n4
     local skey = key(a[1])
     local level, nxt = bt_state(skey, a[3])
-    local bkey = a[2] .. a[4] .. ":" .. bt_addr(struct.unpack("<I4", a[5]), level, nxt)
+    local bkey = bt_key(a[2], a[4], bt_addr(struct.unpack("<I4", a[5]), level, nxt))
     local s = redis.call("GET", bkey)
-    local entry = a[5] .. a[6]
-    local at = s and string.find(s, entry, 1, true)
-    while at and (at - 1) % 8 ~= 0 do at = string.find(s, entry, at + 1, true) end
+    local at = s and bt_aligned(s, a[5] .. a[6], 1)
     if at then
       s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
       if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
@@ -185,7 +195,7 @@ local maxm = tonumber(ARGV[1])
 local prefix, load, nbands = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
 local level, nxt, entries = bt_state(KEYS[1], ARGV[3])
 local bp = {}
-for b = 1, nbands do bp[b] = prefix .. (b - 1) .. ":" end
+for b = 1, nbands do bp[b] = bt_key(prefix, b - 1, "") end  -- + address: the hot path's keys
 local added = 0
 local out = {}
 local i = 6
@@ -200,10 +210,7 @@ while i <= #ARGV do
     out[#out + 1] = false
   else
     local found = {}
-    local nb = #fields / 4
-    -- all bands' values as numbers and as strings in two C calls, not two per band
-    local vs = {struct.unpack("<" .. string.rep("I4", nb), fields)}
-    local fs = {struct.unpack(string.rep("c4", nb), fields)}
+    local vs, fs, nb = bt_values(fields)
     for b = 1, nb do
       local bkey = bp[b] .. bt_addr(vs[b], level, nxt)
       local s = redis.call("GET", bkey)
@@ -237,13 +244,10 @@ return out
 # Returns the concatenated 4-byte members sharing a band value (read-only: POST /v1/check).
 LOOKUP = BAND_TABLE + r"""
 local level, nxt = bt_state(KEYS[1], ARGV[2])
-local fields = ARGV[3]
-local nb = #fields / 4
-local vs = {struct.unpack("<" .. string.rep("I4", nb), fields)}
-local fs = {struct.unpack(string.rep("c4", nb), fields)}
+local vs, fs, nb = bt_values(ARGV[3])
 local out = {}
 for b = 1, nb do
-  local s = redis.call("GET", ARGV[1] .. (b - 1) .. ":" .. bt_addr(vs[b], level, nxt))
+  local s = redis.call("GET", bt_key(ARGV[1], b - 1, bt_addr(vs[b], level, nxt)))
   if s then out[#out + 1] = bt_find(s, fs[b], "") end
 end
 return table.concat(out)
@@ -266,7 +270,7 @@ for k = 2, #KEYS do
         local parts = {}
         for p = 1, #members - 3, 4 do parts[#parts + 1] = f .. string.sub(members, p, p + 3) end
         if #parts > 0 then
-          local bkey = prefix .. band .. ":" .. bt_addr(struct.unpack("<I4", f), level, nxt)
+          local bkey = bt_key(prefix, band, bt_addr(struct.unpack("<I4", f), level, nxt))
           redis.call("APPEND", bkey, table.concat(parts))
           moved = moved + #parts
         end

@@ -35,12 +35,9 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-HASH_ENCODING = keys.HASH_ENCODING  # the index is compact only in Redis's small hash encoding
-
-
 def tune_redis(client: Any) -> None:
     """Raise the small-hash encoding limits when they are lower (best effort; never lowers them)."""
-    for name, want in HASH_ENCODING.items():
+    for name, want in keys.HASH_ENCODING.items():
         try:
             current = client.config_get(name)
             value = next(iter(current.values()), None) if current else None
@@ -48,7 +45,7 @@ def tune_redis(client: Any) -> None:
                 client.config_set(name, want)
                 log.info("raised Redis %s from %s to %s", name, value, want)
         except redis.exceptions.ResponseError as exc:  # managed Redis: CONFIG is often disabled
-            log.warning("cannot raise Redis %s to %s (%s); the index will use more memory", name, want, exc)
+            log.warning("cannot raise Redis %s to %s (%s); article hashes will use more memory", name, want, exc)
             return
 
 

@@ -293,7 +293,7 @@ def test_boilerplate_state_stays_bounded_and_keeps_the_chrome(dedup: Dedup, conf
 
 
 def test_worker_raises_small_hash_limits(redis_client: redis.Redis, config: Config) -> None:
-    from newsdedup.worker_loop import HASH_ENCODING
+    from newsdedup.keys import HASH_ENCODING
 
     redis_client.config_set("hash-max-ziplist-entries", 128)
     process_available(redis_client, config)
