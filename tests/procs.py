@@ -33,6 +33,9 @@ import pytest
 import redis
 
 from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.minhash import Banding
 from tests.textgen import EN_WORDS, ZH_CHARS, en_article, zh_article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -565,6 +568,23 @@ def band_table(r: redis.Redis) -> dict[int, dict[int, list[tuple[int, int]]]]:
         total += len(entries)
     assert st.get("entries", 0) == total, (st, total)
     return table
+
+
+def band_entries(r: redis.Redis) -> list[tuple[int, int]]:
+    """Every (band value, article number) entry of the band table, checked by :func:`band_table`."""
+    return [e for buckets in band_table(r).values() for entries in buckets.values() for e in entries]
+
+
+def band_count(config: Config) -> int:
+    """Entries one indexed article puts in the band table."""
+    return Banding.for_threshold(config.lsh_threshold, config.num_perm).bands
+
+
+def cluster_of(d: Dedup, article_id: str) -> str:
+    """The cluster of a processed article (fails if it is not done)."""
+    a = d.article(article_id)
+    assert a["status"] == "done", a
+    return str(a["cluster_id"])
 
 
 def check_index_invariants(r: redis.Redis) -> None:

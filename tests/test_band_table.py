@@ -16,7 +16,7 @@ from newsdedup.dedup import Dedup
 from newsdedup.errors import IndexMismatch
 from newsdedup.minhash import Banding
 from newsdedup.worker_loop import process_available
-from tests.procs import band_table, check_index_invariants
+from tests.procs import band_count, band_entries, band_table, check_index_invariants, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
 
 N = 30
@@ -24,16 +24,6 @@ N = 30
 
 def originals() -> list[str]:
     return [zh_article(300 + i, 600) if i % 2 else en_article(300 + i, 200) for i in range(N)]
-
-
-def bands(config: Config) -> int:
-    return Banding.for_threshold(config.lsh_threshold, config.num_perm).bands
-
-
-def cluster_of(d: Dedup, article_id: str) -> str:
-    a = d.article(article_id)
-    assert a["status"] == "done", a
-    return str(a["cluster_id"])
 
 
 def state(r: redis.Redis) -> dict[str, int]:
@@ -58,9 +48,9 @@ def test_the_table_splits_as_it_grows_and_every_copy_is_still_found(redis_client
     d = Dedup(redis_client, cfg)
     texts = fill(d, cfg)
     st = state(redis_client)
-    assert st["entries"] == 2 * N * bands(cfg)
+    assert st["entries"] == 2 * N * band_count(cfg)
     buckets = (1 << st["level"]) + st["next"]
-    assert buckets >= st["entries"] / (4 * bands(cfg)) > 8  # split from 1 bucket per band to many
+    assert buckets >= st["entries"] / (4 * band_count(cfg)) > 8  # split from 1 bucket per band to many
     check_index_invariants(redis_client)
     for i, t in enumerate(texts):
         assert cluster_of(d, f"o{i}") == cluster_of(d, f"c{i}")
@@ -77,10 +67,9 @@ def test_deleting_after_splits_takes_out_exactly_that_articles_entries(redis_cli
     for i in range(0, N, 3):
         d.delete(f"o{i}")
     gone = len(range(0, N, 3))
-    assert state(redis_client)["entries"] == (2 * N - gone) * bands(cfg)
-    table = band_table(redis_client)
+    assert state(redis_client)["entries"] == (2 * N - gone) * band_count(cfg)
     remaining = {int(n) for n in redis_client.hvals(keys.IDS)}
-    entries = [e for buckets in table.values() for es in buckets.values() for e in es]
+    entries = band_entries(redis_client)
     assert {m for _, m in entries} == remaining and len(entries) == len(set(entries))
     for i in range(0, N, 3):
         found = {x["id"] for x in d.check(parse_article({"text": texts[i]})[0])["duplicates"]}
@@ -106,7 +95,7 @@ def to_legacy_layout(r: redis.Redis, config: Config) -> str:
 def test_an_index_in_the_old_fixed_bucket_layout_is_moved_not_refused(redis_client: redis.Redis,
                                                                     config: Config) -> None:
     texts = fill(Dedup(redis_client, config), config)
-    before = band_table(redis_client)
+    before = sorted(band_entries(redis_client))
     to_legacy_layout(redis_client, config)
     assert redis_client.keys(keys.LEGACY_LSH_PREFIX + "*") and not redis_client.keys(keys.BAND_PREFIX + "*")
 
@@ -116,9 +105,7 @@ def test_an_index_in_the_old_fixed_bucket_layout_is_moved_not_refused(redis_clie
     assert {"o0", "c0"} <= found
     assert redis_client.hget(keys.META, "index") == d.engine.index_params().encode()
     assert not redis_client.keys(keys.LEGACY_LSH_PREFIX + "*")
-    after = band_table(redis_client)
-    flat = sorted(e for buckets in after.values() for es in buckets.values() for e in es)
-    assert flat == sorted(e for buckets in before.values() for es in buckets.values() for e in es)
+    assert sorted(band_entries(redis_client)) == before
     check_index_invariants(redis_client)
 
     # and the moved index keeps working: a new copy joins its story

@@ -19,26 +19,15 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.engine import Engine
 from newsdedup.errors import NotFound
-from newsdedup.minhash import Banding
 from newsdedup.worker_loop import process_available
-from tests.procs import band_table
+from tests.procs import band_count, band_entries, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
 
 SEED_TITLE = "渝中:92个公共法律服务平台 同期举行公众开放日活动"
 
 
-def config_bands(config: Config) -> int:
-    return Banding.for_threshold(config.lsh_threshold, config.num_perm).bands
-
-
 def submit(d: Dedup, *arts: dict[str, Any]) -> None:
     d.submit([parse_article(a) for a in arts])
-
-
-def cluster_of(d: Dedup, article_id: str) -> str:
-    a = d.article(article_id)
-    assert a["status"] == "done", a
-    return str(a["cluster_id"])
 
 
 def zh_chrome(site: str, rng: random.Random) -> tuple[str, str]:
@@ -228,9 +217,9 @@ def test_update_moves_article_and_delete_removes_it(dedup: Dedup, config: Config
         dedup.article("y")
     assert dedup.article("x2")["duplicates"] == []
     assert dedup.r.hget(keys.IDS, "y") is None
-    entries = [e for buckets in band_table(dedup.r).values() for es in buckets.values() for e in es]
+    entries = band_entries(dedup.r)
     assert {m for _, m in entries} == {int(n) for n in dedup.r.hvals(keys.IDS)}  # y's entries are gone
-    assert len(entries) == len(set(entries)) == 2 * config_bands(config)
+    assert len(entries) == len(set(entries)) == 2 * band_count(config)
     assert dedup.stats()["articles"] == 2
 
 
@@ -252,8 +241,8 @@ def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
     run(dedup, config)  # the first batch fails after indexing, is retried (one by one), then completes
     for i in range(5):
         assert cluster_of(dedup, f"t{i}") == cluster_of(dedup, f"t{i}-copy")
-    entries = [e for buckets in band_table(dedup.r).values() for es in buckets.values() for e in es]
-    assert len(entries) == len(set(entries)) == 10 * config_bands(config)  # no entry twice after the retry
+    entries = band_entries(dedup.r)
+    assert len(entries) == len(set(entries)) == 10 * band_count(config)  # no entry twice after the retry
     for key in dedup.r.scan_iter(match="nd:cm:*"):
         assert dedup.r.scard(key) == 2
     assert dedup.stats()["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
