@@ -2,7 +2,7 @@
 
 All keys share the fixed prefix ``nd:``; nothing is pickled. Values are UTF-8
 strings, decimal integers, JSON, raw little-endian ``uint32`` arrays
-(signatures, LSH member lists) or zlib-compressed UTF-8 text.
+(signatures, LSH member lists) or compressed text (zstd of GB18030; zlib before).
 
 Articles are known outside by their external id and inside by a sequence
 number ``n`` (an integer from ``nd:seq``) so that index entries stay small.
@@ -15,11 +15,11 @@ nd:ids                         hash    external id -> article number
 nd:a:{n}                       hash    one article: id, ver, status, chash, title, url, source,
                                        published_at, lang, ingested_at, processed_at, sig
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
-                                       repeated (JSON), rshare, text (cleaned text: zlib of
+                                       repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese), attempts, error
+                                       Chinese; zlib in data written before), attempts, error
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
-                                       "h" (HTML), then zlib of GB18030 (older: zlib JSON); kept
+                                       "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
 nd:band:{band}:{bucket}        string  LSH band-table bucket: 8-byte entries, each a band value
                                        (uint32) then an article number (uint32) with that value

@@ -83,6 +83,28 @@ def test_kept_text_round_trips_all_of_unicode_and_is_smaller_than_utf8() -> None
     assert len(pack_text(sample)) < len(zlib.compress(sample.encode("utf-8"), 6))
 
 
+def test_text_packed_with_zlib_before_zstd_still_reads() -> None:
+    import threading
+    import zlib
+
+    from newsdedup.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
+
+    sample = "渝中区公共法律服务中心举办开放日活动。 café 😀\n" * 5
+    assert pack_text(sample)[:4] == ZSTD_MAGIC
+    old = zlib.compress(sample.encode("gb18030"), 6)  # what kept text and payloads held before
+    assert unpack_text(old) == sample
+    assert unpack_payload(b"t" + old) == (sample, None, old)
+    # contexts are per thread: packing from several threads at once gives what one thread gives
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda: results.extend(pack_text(sample) for _ in range(200)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) == {pack_text(sample)}
+
+
 # ------------------------------------------------------------------ table fast paths vs the references
 
 # characters that exercise every branch: composition (accents, combining marks, Hangul jamo, a Tamil
