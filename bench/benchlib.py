@@ -338,6 +338,55 @@ class Service:
             proc.wait(5)
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d.name))
+    return kids
+
+
+def process_cpu(roots: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each root's process tree, by role.
+
+    A process in the tree of ``newsdedup up`` is "api" (gunicorn), "worker" (queue worker) or
+    "supervisor"; other roots are counted whole under their own name. Linux only (/proc);
+    elsewhere an empty dict.
+    """
+    if not Path("/proc/self/stat").exists():
+        return {}
+    kids = _proc_children()
+    out: dict[str, float] = {}
+    for name, root in roots.items():
+        if root is None:
+            continue
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            todo.extend(kids.get(pid, ()))
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            secs = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+            role = name
+            if name == "service":
+                role = "api" if b"gunicorn" in cmd else "worker" if b" worker" in cmd else "supervisor"
+            out[role] = out.get(role, 0.0) + secs
+    return out
+
+
 def install_exit_signals() -> None:
     """SIGTERM/SIGHUP raise SystemExit so every ``finally`` (and context manager) cleans up."""
     def _exit(signum: int, _frame: object) -> None:

@@ -25,8 +25,10 @@ import argparse
 import datetime as dt
 import http.client
 import json
+import multiprocessing
 import os
 import platform
+import queue
 import random
 import re
 import shutil
@@ -44,13 +46,14 @@ from typing import Any
 
 import numpy as np
 import redis
-from benchlib import REPO, Article, Corpus, Service, install_exit_signals, unseen, wait_until
+from benchlib import REPO, Article, Corpus, Service, install_exit_signals, process_cpu, unseen, wait_until
 from datasketch import MinHash, MinHashLSH
 
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.text import warm_up as warm_up_tables
 from newsdedup.worker_loop import Worker
 
 HOST = "127.0.0.1"
@@ -172,10 +175,39 @@ def submit_all(d: Dedup, corpus: Corpus, n: int, deadline: float) -> int:
     return done
 
 
-def run_engine(corpus: Corpus, n: int, time_limit: float) -> dict[str, Any]:
-    """Submit everything (untimed), then time the worker loop draining the queue in this process."""
+def _drain(w: Worker, deadline: float) -> int:
+    """The loop of newsdedup.worker_loop.process_available, with a deadline.
+
+    It uses the service's own settings (process_available shortens the visibility timeout,
+    which makes every step also run XAUTOCLAIM).
+    """
+    handled = idle = 0
+    while idle < 2 and time.monotonic() < deadline:
+        got = w.step(block_ms=None)
+        handled += got
+        idle = idle + 1 if got == 0 else 0
+    return handled
+
+
+def _engine_process(url: str, index: int, ready: Any, go: Any, results: Any, time_limit: float) -> None:
+    """One of several engine processes: its own client and tables, then drain when told to."""
+    warm_up_tables()
+    r = redis.Redis.from_url(url, socket_timeout=60)
+    w = Worker(r, Config(), name=f"bench-engine-{index}")
+    ready.release()
+    go.wait()
+    results.put(_drain(w, time.monotonic() + time_limit))
+    r.close()
+
+
+def run_engine(corpus: Corpus, n: int, time_limit: float, processes: int = 1) -> dict[str, Any]:
+    """Submit everything (untimed), then time ``processes`` worker loops draining the queue.
+
+    One process runs in this one; several are forked, each with its own Redis client, and the
+    clock runs from releasing them together until the last exits.
+    """
     cfg = Config()
-    out: dict[str, Any] = {"articles": n, "worker_batch": cfg.worker_batch}
+    out: dict[str, Any] = {"articles": n, "worker_batch": cfg.worker_batch, "processes": processes}
     with RedisServer(die_with_parent=True) as server:
         r = server.client(socket_timeout=60)
         d = Dedup(r, cfg)
@@ -185,24 +217,53 @@ def run_engine(corpus: Corpus, n: int, time_limit: float) -> dict[str, Any]:
         submit_all(d, corpus, n, deadline)
         out["submit_seconds"] = time.perf_counter() - t0
         mem_queued = used_memory(r)
-        # The loop of newsdedup.worker_loop.process_available, with the service's own settings (it
-        # shortens the visibility timeout, which makes every step also run XAUTOCLAIM) and a deadline.
-        w = Worker(r, cfg, name="bench-engine")
-        handled = idle = 0
-        t0 = time.perf_counter()
-        while idle < 2 and time.monotonic() < deadline:
-            got = w.step(block_ms=None)
-            handled += got
-            idle = idle + 1 if got == 0 else 0
-        secs = time.perf_counter() - t0
+        if processes == 1:
+            w = Worker(r, cfg, name="bench-engine")
+            t0 = time.perf_counter()
+            handled = _drain(w, deadline)
+            secs = time.perf_counter() - t0
+        else:
+            ctx = multiprocessing.get_context("fork")  # the children build their own clients
+            ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+            procs = [ctx.Process(target=_engine_process, daemon=True,
+                                 args=(server.url, i, ready, go, results, deadline - time.monotonic()))
+                     for i in range(processes)]
+            for p in procs:
+                p.start()
+
+            def dead() -> str | None:  # a child that died (its traceback went to stderr) fails the run
+                codes = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                return f"an engine process exited with {codes[0]}" if codes else None
+
+            started = 0
+            while started < processes:
+                if ready.acquire(timeout=0.5):
+                    started += 1
+                elif dead() or time.monotonic() > deadline:
+                    raise RuntimeError(dead() or "engine processes did not start in time")
+            t0 = time.perf_counter()
+            go.set()
+            counts: list[int] = []
+            while len(counts) < processes:
+                try:
+                    counts.append(results.get(timeout=0.5))
+                except queue.Empty:
+                    if dead() or time.monotonic() > deadline:
+                        raise RuntimeError(dead() or "engine processes did not finish in time") from None
+            secs = time.perf_counter() - t0
+            for p in procs:
+                p.join(30)
+            handled = sum(counts)
+            out["handled_per_process"] = counts
         stats = d.stats()
         out.update({"process_seconds": secs, "handled": handled, "aps": handled / secs if secs else None,
                     "stats": stats, "timed_out": time.monotonic() >= deadline,
                     "bytes_per_article_total": (used_memory(r) - mem0) / n,
                     "bytes_per_article_queued": (mem_queued - mem0) / n})
         r.close()
-    log(f"engine: {n} articles in {secs:.1f}s = {out['aps']:.0f} a/s; "
-        f"{stats['clusters_with_duplicates']} clusters with duplicates, {stats['queue']['failed']} failed")
+    log(f"engine ({processes} process{'es' if processes > 1 else ''}): {n} articles in {secs:.1f}s = "
+        f"{out['aps']:.0f} a/s; {stats['clusters_with_duplicates']} clusters with duplicates, "
+        f"{stats['queue']['failed']} failed")
     return out
 
 
@@ -473,8 +534,9 @@ def index_memory(r: redis.Redis, n: int, deadline: float) -> dict[str, Any]:
 
 
 def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float, check_seconds: float,
-            time_limit: float, prebuild_limit: int = 200_000, appendonly: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"articles": n, "workers": workers, "appendonly": appendonly}
+            time_limit: float, prebuild_limit: int = 200_000, appendonly: bool = True,
+            settings: dict[str, str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"articles": n, "workers": workers, "appendonly": appendonly, "settings": settings or {}}
     tmp = Path(tempfile.mkdtemp(prefix="newsdedup-bench-"))
     service: Service | None = None
     try:
@@ -485,6 +547,7 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             # our own Redis (so INFO memory is readable); a rate limit far above what we send keeps
             # the per-request counter (its cost is part of every request) without ever refusing one
             env.update(REDIS_URL=server.url, NEWSDEDUP_RATE_LIMIT="10000000", PYTHONUNBUFFERED="1")
+            env.update(settings or {})  # --set: deliberate, recorded in the JSON
             argv = [sys.executable, "-m", "newsdedup.cli", "up", "--host", HOST, "--port", str(port),
                     "--workers", str(workers), "--data-dir", str(tmp / "data")]
             service = Service(argv, env, tmp / "service.log").start()
@@ -507,6 +570,8 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             bodies: Iterable[bytes] = list(batch_bodies(corpus, n)) if prebuilt else batch_bodies(corpus, n)
             out["bodies_prebuilt"] = prebuilt
             log(f"e2e: posting {n} articles in batches of {POST_BATCH} from {post_threads} threads")
+            roots = {"redis": server.pid, "service": service.proc.pid if service.proc else None}
+            cpu0, self0 = process_cpu(roots), os.times()
             t0 = time.perf_counter()
             statuses = post_batches(port, bodies, post_threads, deadline)
             out["post_seconds"] = time.perf_counter() - t0
@@ -529,6 +594,13 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             if not ok:
                 raise TimeoutError(f"queue not drained within the time limit: {last}")
             out.update({"seconds": secs, "aps": n / secs, "stats": last})
+            # where the 2 cores went: CPU per article of each process (tree), and of this script
+            cpu1, self1 = process_cpu(roots), os.times()
+            per = {role: (cpu1[role] - cpu0.get(role, 0.0)) * 1e6 / n for role in cpu1}
+            per["load generator"] = ((self1.user - self0.user) + (self1.system - self0.system)) * 1e6 / n
+            out["cpu_us_per_article"] = {k: round(v, 1) for k, v in per.items()}
+            log("e2e: CPU per article: " + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(per.items()))
+                + f"; total {sum(per.values()):.0f} us over {secs:.0f} s of wall time")
             log(f"e2e: {n} articles in {secs:.1f}s = {n / secs:.0f} a/s (posting took {out['post_seconds']:.1f}s); "
                 f"{last['clusters_with_duplicates']} clusters with duplicates, {last['queue']['failed']} failed")
             # forks during the run: AOF rewrites (and saves) compete with the service for the cores
@@ -554,7 +626,8 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
 
 
 COLUMNS = ("articles", "baseline a/s (precomputed sigs)", "baseline a/s (with sigs)", "engine a/s",
-           "end-to-end a/s", "e2e / baseline (a)", "e2e / baseline (b)", "check p50 ms", "check p99 ms",
+           "engine a/s (N processes)", "end-to-end a/s", "e2e / baseline (a)", "e2e / baseline (b)",
+           "check p50 ms", "check p99 ms",
            "Redis B/article (index)", "Redis B/article (total)", "baseline B/article")
 
 
@@ -566,10 +639,12 @@ def fmt(v: Any, digits: int = 0) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def row_of(n: int, base: dict[str, Any], eng: dict[str, Any], e2e: dict[str, Any]) -> dict[str, Any]:
+def row_of(n: int, base: dict[str, Any], eng: dict[str, Any], eng_n: dict[str, Any], e2e: dict[str, Any]
+           ) -> dict[str, Any]:
     ba, bb = base["a"]["aps"], base["b"]["aps"]
     ea = e2e.get("aps")
     return {"articles": n, "baseline_aps_precomputed": ba, "baseline_aps_with_sigs": bb, "engine_aps": eng.get("aps"),
+            "engine_aps_processes": eng_n.get("aps"), "engine_processes": eng_n.get("processes"),
             "e2e_aps": ea, "ratio_e2e_baseline_a": ea / ba if ea else None,
             "ratio_e2e_baseline_b": ea / bb if ea else None,
             "check_p50_ms": e2e.get("check", {}).get("p50_ms"), "check_p99_ms": e2e.get("check", {}).get("p99_ms"),
@@ -582,7 +657,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---:" for _ in COLUMNS) + "|"]
     for r in rows:
         cells = [fmt(r["articles"]), fmt(r["baseline_aps_precomputed"]), fmt(r["baseline_aps_with_sigs"]),
-                 fmt(r["engine_aps"]), fmt(r["e2e_aps"]), fmt(r["ratio_e2e_baseline_a"], 2),
+                 fmt(r["engine_aps"]), fmt(r["engine_aps_processes"]), fmt(r["e2e_aps"]),
+                 fmt(r["ratio_e2e_baseline_a"], 2),
                  fmt(r["ratio_e2e_baseline_b"], 2), fmt(r["check_p50_ms"], 1), fmt(r["check_p99_ms"], 1),
                  fmt(r["bytes_per_article_index"]), fmt(r["bytes_per_article_total"]),
                  fmt(r["baseline_bytes_per_article"])]
@@ -615,9 +691,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--prebuild-limit", type=int, default=200_000,
                    help="build request bodies before the clock up to this many articles (default 200000; "
                         "about 4 KB of memory each); beyond it they are generated while posting")
-    p.add_argument("--skip-engine", action="store_true", help="skip the engine-alone measurement")
+    p.add_argument("--skip-engine", action="store_true", help="skip the engine-alone measurements")
+    p.add_argument("--engine-processes", type=int, default=os.cpu_count() or 1,
+                   help="the engine is also timed with this many worker processes sharing the queue "
+                        "(default: the CPU count; below 2: not measured)")
     p.add_argument("--no-aof", action="store_true",
                    help="end to end on a Redis without its append-only file (diagnosis only: not durable)")
+    p.add_argument("--set", action="append", default=[], metavar="NEWSDEDUP_X=VALUE",
+                   help="a setting for the end-to-end service (repeatable; the service otherwise runs on "
+                        "defaults: NEWSDEDUP_* in this shell is not passed on)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds allowed per step (default: 600 + 20 ms per article)")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="JSON results file")
@@ -629,6 +711,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--scales {raw!r}: give comma-separated whole numbers, e.g. 10000,100000")
     if not args.scale_list or min(args.scale_list) < 1:
         p.error("--scales: every scale must be at least 1")
+    args.settings = {}
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("NEWSDEDUP_"):
+            p.error(f"--set {item!r}: give NEWSDEDUP_NAME=VALUE, e.g. --set NEWSDEDUP_WORKER_BATCH=128")
+        args.settings[name] = value
     if args.check_rps <= 0 or args.check_seconds <= 0 or args.workers < 1 or args.post_threads < 1:
         p.error("--check-rps, --check-seconds, --workers and --post-threads must be positive")
     return args
@@ -666,10 +754,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             log(f"scale {n:,} ({corpus.describe(n)})")
         eng: dict[str, Any] = {} if args.skip_engine else run_engine(corpus, n, limit(n))
+        eng_n: dict[str, Any] = ({} if args.skip_engine or args.engine_processes < 2
+                                 else run_engine(corpus, n, limit(n), processes=args.engine_processes))
         e2e = run_e2e(corpus, n, args.workers, args.post_threads, args.check_rps, args.check_seconds, limit(n),
-                      args.prebuild_limit, appendonly=not args.no_aof)
-        rows.append(row_of(n, baseline, eng, e2e))
-        details.append({"articles": n, "corpus": corpus.describe(n), "engine": eng, "e2e": e2e})
+                      args.prebuild_limit, appendonly=not args.no_aof, settings=args.settings)
+        rows.append(row_of(n, baseline, eng, eng_n, e2e))
+        details.append({"articles": n, "corpus": corpus.describe(n), "engine": eng, "engine_processes": eng_n,
+                         "e2e": e2e})
         prev_aps = min(x for x in (eng.get("aps"), e2e.get("aps")) if x) if (eng.get("aps") or e2e.get("aps")) \
             else None
     results["loadavg_end"] = os.getloadavg()
@@ -680,7 +771,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"- baseline: datasketch MinHashLSH(threshold=0.8, num_perm=128) on Redis, query+insert per article, "
           f"single thread, measured once on the first {sample:,} articles (same value in every row)")
-    print(f"- engine: one process draining the queue (worker batch {Config().worker_batch}); end to end: "
+    print(f"- engine: one process draining the queue (worker batch {Config().worker_batch}), then "
+          f"{args.engine_processes} processes sharing it (N processes); end to end: "
           f"`newsdedup up --workers {args.workers}` ({os.cpu_count()} CPUs shared by API, workers, Redis "
           f"and this client), batches of {POST_BATCH} from {args.post_threads} threads")
     print(f"- check: {args.check_rps:g} req/s open loop for {args.check_seconds:g} s, 80% indexed texts, "
