@@ -189,7 +189,8 @@ def tokenize(normalized: str) -> Tokens:
         return _empty_tokens()
     starts = np.flatnonzero(start[at])  # token starts, as indices into `at`
     lengths = np.diff(np.append(starts, len(at)))
-    cps = cps32[at].astype(U64)
+    tok_cps = cps32[at]
+    cps = tok_cps.astype(U64)
     with np.errstate(over="ignore"):
         if len(starts) == len(at):  # every token one character
             sums = cps + _LEN_SALT
@@ -198,8 +199,12 @@ def tokenize(normalized: str) -> Tokens:
             weights = _powers(max(int(lengths.max()), 64))[pos]
             sums = np.add.reduceat(cps * weights, starts) + lengths.astype(U64) * _LEN_SALT
     first = at[starts]
-    numeric = np.add.reduceat(t.digit[cps32[at]].astype(np.int32), starts) > 0
-    line = np.searchsorted(np.flatnonzero(cps32 == 10), first)
+    # digits are rare: mark the tokens holding one, rather than reduce a flag over every character
+    numeric = np.zeros(len(starts), dtype=bool)
+    digits = np.flatnonzero(t.digit[tok_cps])
+    if len(digits):
+        numeric[np.searchsorted(starts, digits, side="right") - 1] = True
+    line = np.cumsum(cps32 == 10)[first]  # line breaks before each token (a token is never one)
     return Tokens(hashes=_mix64(sums), cjk=cls[first] == charmap.CJK, lengths=lengths.astype(np.int64),
                   numeric=numeric, line=line.astype(np.int64))
 
