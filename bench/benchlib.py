@@ -355,8 +355,8 @@ def _proc_children() -> dict[int, list[int]]:
     return kids
 
 
-def process_cpu(roots: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds (user + system) so far of each root's process tree, by role.
+def process_cpu(roots: dict[str, int | None]) -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) so far of each root's process tree, by role.
 
     A process in the tree of ``newsdedup up`` is "api" (gunicorn), "worker" (queue worker) or
     "supervisor"; other roots are counted whole under their own name. Linux only (/proc);
@@ -365,7 +365,7 @@ def process_cpu(roots: dict[str, int | None]) -> dict[str, float]:
     if not Path("/proc/self/stat").exists():
         return {}
     kids = _proc_children()
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name, root in roots.items():
         if root is None:
             continue
@@ -379,11 +379,12 @@ def process_cpu(roots: dict[str, int | None]) -> dict[str, float]:
             except OSError:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
-            secs = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+            user, system = int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
             role = name
             if name == "service":
                 role = "api" if b"gunicorn" in cmd else "worker" if b" worker" in cmd else "supervisor"
-            out[role] = out.get(role, 0.0) + secs
+            u0, s0 = out.get(role, (0.0, 0.0))
+            out[role] = (u0 + user, s0 + system)
     return out
 
 

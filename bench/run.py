@@ -596,11 +596,15 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
             out.update({"seconds": secs, "aps": n / secs, "stats": last})
             # where the 2 cores went: CPU per article of each process (tree), and of this script
             cpu1, self1 = process_cpu(roots), os.times()
-            per = {role: (cpu1[role] - cpu0.get(role, 0.0)) * 1e6 / n for role in cpu1}
-            per["load generator"] = ((self1.user - self0.user) + (self1.system - self0.system)) * 1e6 / n
-            out["cpu_us_per_article"] = {k: round(v, 1) for k, v in per.items()}
-            log("e2e: CPU per article: " + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(per.items()))
-                + f"; total {sum(per.values()):.0f} us over {secs:.0f} s of wall time")
+            zero = (0.0, 0.0)
+            split = {role: ((u - cpu0.get(role, zero)[0]) * 1e6 / n, (s - cpu0.get(role, zero)[1]) * 1e6 / n)
+                     for role, (u, s) in cpu1.items()}
+            split["load generator"] = ((self1.user - self0.user) * 1e6 / n, (self1.system - self0.system) * 1e6 / n)
+            out["cpu_us_per_article"] = {k: round(u + s, 1) for k, (u, s) in split.items()}
+            out["cpu_us_per_article_user_system"] = {k: [round(u, 1), round(s, 1)] for k, (u, s) in split.items()}
+            log("e2e: CPU per article (user + system): "
+                + ", ".join(f"{k} {u:.0f} + {s:.0f} us" for k, (u, s) in sorted(split.items()))
+                + f"; total {sum(u + s for u, s in split.values()):.0f} us over {secs:.0f} s of wall time")
             log(f"e2e: {n} articles in {secs:.1f}s = {n / secs:.0f} a/s (posting took {out['post_seconds']:.1f}s); "
                 f"{last['clusters_with_duplicates']} clusters with duplicates, {last['queue']['failed']} failed")
             # forks during the run: AOF rewrites (and saves) compete with the service for the cores
