@@ -15,6 +15,7 @@ import zstandard
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # how a zstd frame starts; zlib streams start with 0x78
 _ZSTD_LEVEL = 3
+MAX_UNPACKED_BYTES = 64 << 20  # a stored text is at most 2M characters, 4 bytes each in GB18030
 _local = threading.local()  # zstd contexts are not thread-safe, and costly to make per call
 
 
@@ -50,6 +51,10 @@ def unpack_text(blob: bytes | None) -> str:
     if not blob:
         return ""
     if blob[:4] == ZSTD_MAGIC:
+        # the frame states its size and zstd allocates it up front: never trust a corrupt header
+        size = zstandard.frame_content_size(blob)
+        if not 0 <= size <= MAX_UNPACKED_BYTES:
+            raise ValueError(f"compressed text claims {size} bytes; stored texts are at most {MAX_UNPACKED_BYTES}")
         return _zstd()[1].decompress(blob).decode("gb18030")
     return zlib.decompress(blob).decode("gb18030")
 

@@ -105,6 +105,24 @@ def test_text_packed_with_zlib_before_zstd_still_reads() -> None:
     assert set(results) == {pack_text(sample)}
 
 
+def test_corrupt_packed_text_is_refused_not_allocated() -> None:
+    import pytest
+    import zstandard
+
+    from newsdedup.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
+
+    good = pack_text("渝中区公共法律服务中心举办开放日活动。" * 3)
+    assert good[4] & 0xC0 in (0x00, 0x40)  # a 1- or 2-byte content size field follows the descriptor
+    # the same frame claiming 2**40 bytes (an 8-byte size field), and one cut short
+    fcs_len = 2 if good[4] & 0xC0 == 0x40 else 1
+    forged = ZSTD_MAGIC + bytes([(good[4] & 0x3F) | 0xC0]) + (1 << 40).to_bytes(8, "little") + good[5 + fcs_len:]
+    with pytest.raises(ValueError, match="claims 1099511627776 bytes"):
+        unpack_text(forged)
+    for bad in (forged, good[:-3], ZSTD_MAGIC + b"\x00"):
+        with pytest.raises((ValueError, zstandard.ZstdError)):
+            unpack_payload(b"t" + bad)
+
+
 # ------------------------------------------------------------------ table fast paths vs the references
 
 # characters that exercise every branch: composition (accents, combining marks, Hangul jamo, a Tamil
