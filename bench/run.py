@@ -565,6 +565,7 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
                 raise RuntimeError(f"the API did not answer /healthz within 90 s:\n{service.log_tail()}")
             health.close()
             mem0 = used_memory(r)
+            r.config_resetstat()
             deadline = time.monotonic() + time_limit
             prebuilt = n <= prebuild_limit  # otherwise generating bodies competes with the service
             bodies: Iterable[bytes] = list(batch_bodies(corpus, n)) if prebuilt else batch_bodies(corpus, n)
@@ -607,6 +608,14 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
                 + f"; total {sum(u + s for u, s in split.values()):.0f} us over {secs:.0f} s of wall time")
             log(f"e2e: {n} articles in {secs:.1f}s = {n / secs:.0f} a/s (posting took {out['post_seconds']:.1f}s); "
                 f"{last['clusters_with_duplicates']} clusters with duplicates, {last['queue']['failed']} failed")
+            # what Redis spent its time on; a command run by a script counts under its own name too,
+            # so evalsha includes them
+            stats = r.info("commandstats")
+            top = sorted(((k.removeprefix("cmdstat_"), v["calls"], v["usec"]) for k, v in stats.items()),
+                         key=lambda t: -t[2])
+            out["redis_commands_us_per_article"] = {name: round(usec / n, 1) for name, _, usec in top[:20]}
+            log("e2e: Redis time per article by command (evalsha includes what the scripts run): "
+                + ", ".join(f"{name} {usec / n:.0f} us" for name, _, usec in top[:8]))
             # forks during the run: AOF rewrites (and saves) compete with the service for the cores
             out["redis_forks"] = int(r.info("stats").get("total_forks", 0))
             log(f"e2e: Redis forked {out['redis_forks']} times (AOF rewrites) during the run")
