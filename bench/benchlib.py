@@ -21,10 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from newsdedup.worker_loop import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -386,6 +389,20 @@ def process_cpu(roots: dict[str, int | None]) -> dict[str, tuple[float, float]]:
             u0, s0 = out.get(role, (0.0, 0.0))
             out[role] = (u0 + user, s0 + system)
     return out
+
+
+def drain(worker: Worker, deadline: float) -> int:
+    """``Worker.step`` until two steps in a row find nothing, or the deadline; articles handled.
+
+    The loop of ``newsdedup.worker_loop.process_available``, but on the worker's own settings
+    (``process_available`` shortens the visibility timeout, so it reclaims more often).
+    """
+    handled = idle = 0
+    while idle < 2 and time.monotonic() < deadline:
+        got = worker.step(block_ms=None)
+        handled += got
+        idle = idle + 1 if got == 0 else 0
+    return handled
 
 
 def install_exit_signals() -> None:

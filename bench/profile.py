@@ -27,7 +27,7 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchlib import Corpus, install_exit_signals  # noqa: E402
+from benchlib import Corpus, drain, install_exit_signals  # noqa: E402
 
 from newsdedup.articles import parse_article  # noqa: E402
 from newsdedup.config import Config  # noqa: E402
@@ -37,17 +37,6 @@ from newsdedup.text import warm_up  # noqa: E402
 from newsdedup.worker_loop import Worker  # noqa: E402
 
 RESULTS = Path(_HERE) / "results"
-
-
-def drain(worker: Worker, time_limit: float) -> int:
-    """process_available's loop (without its per-step XAUTOCLAIM), bounded in time."""
-    deadline = time.monotonic() + time_limit
-    handled = idle = 0
-    while idle < 2 and time.monotonic() < deadline:
-        got = worker.step(block_ms=None)
-        handled += got
-        idle = idle + 1 if got == 0 else 0
-    return handled
 
 
 def print_redis_time(r: Any, handled: int) -> None:
@@ -93,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prof = Profiler(interval=0.001)
             prof.start()
             try:
-                handled = drain(worker, args.time_limit)
+                handled = drain(worker, time.monotonic() + args.time_limit)
             finally:
                 prof.stop()
             secs = time.perf_counter() - t0
@@ -112,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cprof = cProfile.Profile()
             cprof.enable()
             try:
-                handled = drain(worker, args.time_limit)
+                handled = drain(worker, time.monotonic() + args.time_limit)
             finally:
                 cprof.disable()
             secs = time.perf_counter() - t0

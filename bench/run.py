@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import redis
-from benchlib import REPO, Article, Corpus, Service, install_exit_signals, process_cpu, unseen, wait_until
+from benchlib import REPO, Article, Corpus, Service, drain, install_exit_signals, process_cpu, unseen, wait_until
 from datasketch import MinHash, MinHashLSH
 
 from newsdedup.articles import parse_article
@@ -175,20 +175,6 @@ def submit_all(d: Dedup, corpus: Corpus, n: int, deadline: float) -> int:
     return done
 
 
-def _drain(w: Worker, deadline: float) -> int:
-    """The loop of newsdedup.worker_loop.process_available, with a deadline.
-
-    It uses the service's own settings (process_available shortens the visibility timeout,
-    which makes every step also run XAUTOCLAIM).
-    """
-    handled = idle = 0
-    while idle < 2 and time.monotonic() < deadline:
-        got = w.step(block_ms=None)
-        handled += got
-        idle = idle + 1 if got == 0 else 0
-    return handled
-
-
 def _engine_process(url: str, index: int, ready: Any, go: Any, results: Any, time_limit: float) -> None:
     """One of several engine processes: its own client and tables, then drain when told to."""
     warm_up_tables()
@@ -196,7 +182,7 @@ def _engine_process(url: str, index: int, ready: Any, go: Any, results: Any, tim
     w = Worker(r, Config(), name=f"bench-engine-{index}")
     ready.release()
     go.wait()
-    results.put(_drain(w, time.monotonic() + time_limit))
+    results.put(drain(w, time.monotonic() + time_limit))
     r.close()
 
 
@@ -220,7 +206,7 @@ def run_engine(corpus: Corpus, n: int, time_limit: float, processes: int = 1) ->
         if processes == 1:
             w = Worker(r, cfg, name="bench-engine")
             t0 = time.perf_counter()
-            handled = _drain(w, deadline)
+            handled = drain(w, deadline)
             secs = time.perf_counter() - t0
         else:
             ctx = multiprocessing.get_context("fork")  # the children build their own clients
