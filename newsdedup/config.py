@@ -21,7 +21,10 @@ NEWSDEDUP_SIM_THRESHOLD            0.5              estimated Jaccard that makes
 NEWSDEDUP_CONTAINMENT_THRESHOLD    0.8              estimated containment that makes a duplicate
 NEWSDEDUP_SHINGLE_CJK              4                shingle length for CJK-dominant text (tokens)
 NEWSDEDUP_SHINGLE_LATIN            3                shingle length for other text (tokens)
-NEWSDEDUP_MIN_TOKENS               8                texts with fewer tokens are not indexed by LSH
+NEWSDEDUP_MIN_TOKENS               8                texts with fewer tokens are not indexed by LSH;
+                                                    fewer left once page code is removed: no story
+NEWSDEDUP_THIN_BODY_TOKENS         60               a body with fewer tokens (CJK: twice as many)
+                                                    besides chrome is thin: its title decides
 NEWSDEDUP_BOILERPLATE_MIN_DOCS     4                a line seen in this many docs of a source ...
 NEWSDEDUP_BOILERPLATE_MIN_SHARE    0.01             ... and in this share of them is boilerplate
 NEWSDEDUP_MERGE_RATIO              0.5              share of a cluster an article must match to fuse it
@@ -109,6 +112,7 @@ class Config:
     shingle_cjk: int = 4
     shingle_latin: int = 3
     min_tokens: int = 8
+    thin_body_tokens: int = 60
     boilerplate_min_docs: int = 4
     boilerplate_min_share: float = 0.01
     merge_ratio: float = 0.5
@@ -160,6 +164,7 @@ class Config:
                 "NEWSDEDUP_SHINGLE_CJK": ("shingle_cjk", 1, 16),
                 "NEWSDEDUP_SHINGLE_LATIN": ("shingle_latin", 1, 16),
                 "NEWSDEDUP_MIN_TOKENS": ("min_tokens", 1, 10_000),
+                "NEWSDEDUP_THIN_BODY_TOKENS": ("thin_body_tokens", 0, 100_000),
                 "NEWSDEDUP_BOILERPLATE_MIN_DOCS": ("boilerplate_min_docs", 2, 1_000_000),
                 "NEWSDEDUP_LSH_BUCKET_BITS": ("lsh_bucket_bits", 0, 24),
                 "NEWSDEDUP_LSH_BUCKET_LOAD": ("lsh_bucket_load", 4, 100_000),

@@ -146,6 +146,8 @@ class Dedup:
                 txn.hincrby(keys.META, "queued", -1)
             elif rec.get(b"status") == b"failed":
                 txn.hincrby(keys.META, "failed", -1)
+            for r in keys.CONTENT_REASONS:
+                txn.srem(keys.content_none(r), [n])
             txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
             if self.engine.scripts.run(txn):
                 return {"id": article_id, "deleted": True}
@@ -218,6 +220,7 @@ class Dedup:
             "tokens": int(rec.get(b"tokens") or 0), "boilerplate_lines": int(rec.get(b"bp_lines") or 0),
             "error": decoded(rec.get(b"error")) or None, "attempts": int(rec.get(b"attempts") or 0),
             "text": unpack_text(rec.get(b"text")) if rec.get(b"text") else None,
+            **content_fields(rec),
         }
 
     def _members(self, cid: str, exclude: int | None = None) -> tuple[int, int | None, list[int]]:
@@ -346,7 +349,9 @@ class Dedup:
     def stats(self) -> dict[str, Any]:
         pipe = self.r.pipeline(transaction=False)
         pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed")
-        articles, multi, single, (queued, failed) = pipe.execute()
+        for r in keys.CONTENT_REASONS:
+            pipe.scard(keys.content_none(r))
+        articles, multi, single, (queued, failed), *none = pipe.execute()
         try:
             in_flight = int(self.r.xpending(keys.QUEUE, keys.GROUP)["pending"])
         except redis.exceptions.ResponseError:
@@ -355,6 +360,8 @@ class Dedup:
         in_flight = min(in_flight, queued_n)
         return {"articles": int(articles), "clusters": int(multi) + int(single),
                 "clusters_with_duplicates": int(multi),
+                "content_none": {"total": sum(int(x) for x in none),
+                                 **{r: int(x) for r, x in zip(keys.CONTENT_REASONS, none)}},
                 "queue": {"pending": queued_n - in_flight, "in_flight": in_flight, "failed": int(failed or 0)}}
 
     @guarded
@@ -371,12 +378,14 @@ class Dedup:
         self.engine.sign(feats)
         blocks, share = page.repeated_report()
         result: dict[str, Any] = {"duplicates": [], "cluster_id": None, "repeated_blocks": blocks,
-                                  "repeated_share": share, "tokens": f.tokens}
+                                  "repeated_share": share, "tokens": f.tokens,
+                                  "content": "story" if f.content_reason is None else "none",
+                                  "content_reason": f.content_reason}
         if not self.engine.indexable(f) or f.sig is None:
             return result
         cands = self.engine.lookup(f.sig)
         data = self.engine.candidate_data(cands)
-        edges = self.engine.verify(f, cands, data)
+        edges, _ = self.engine.title_gate(f, page.title, self.engine.verify(f, cands, data))
         if not edges:
             return result
         pipe = self.r.pipeline(transaction=False)
@@ -396,6 +405,13 @@ class Dedup:
         result["duplicates"] = dups
         result["cluster_id"] = max(votes, key=lambda c: votes[c]) if votes else None
         return result
+
+
+def content_fields(rec: dict[bytes, bytes]) -> dict[str, Any]:
+    """``content`` (story|none, null until processed) and ``content_reason`` of a stored article."""
+    content = decoded(rec.get(b"content")) if rec.get(b"status") == b"done" else None
+    return {"content": content or ("story" if rec.get(b"status") == b"done" else None),
+            "content_reason": decoded(rec.get(b"content_reason")) or None}
 
 
 def ensure_group(client: redis.Redis) -> None:

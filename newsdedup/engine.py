@@ -36,6 +36,7 @@ from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse_many, boilerplate_lines, clean_text
 from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from .store import Scripts, Txn
+from .story import thin_body, titles_differ
 from .text import shingle_hashes
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Features:
     tokens: int
     shingles: npt.NDArray[np.uint64]
     sig: npt.NDArray[np.uint32] | None = None
+    content_reason: str | None = None  # why the page has no story (script, undecodable, too_short)
+    thin: bool = False  # body too small to compare by text: the title decides
 
     @property
     def size(self) -> int:
@@ -89,6 +92,7 @@ class Job:
     source: str = "_"
     packed_text: bytes | None = None  # the submitted text, compressed as kept text is
     skip: str | None = None  # why the entry needs no work (acknowledged only)
+    teaches: bool = False  # a copy that may still teach its source's boilerplate (story.py)
     error: str | None = None  # permanent failure (dead-lettered at once)
 
 
@@ -256,7 +260,9 @@ class Engine:
     def features(self, page: Page, bp: set[int]) -> Features:
         toks, cjk = page.body_tokens(bp)
         k = self.cfg.shingle_cjk if cjk else self.cfg.shingle_latin
-        return Features(page=page, boilerplate=bp, tokens=len(toks), shingles=shingle_hashes(toks, k))
+        return Features(page=page, boilerplate=bp, tokens=len(toks), shingles=shingle_hashes(toks, k),
+                        content_reason=page.removed.reason(len(page.tokens), self.cfg.min_tokens),
+                        thin=thin_body(page, bp, cjk, self.cfg.thin_body_tokens))
 
     def sign(self, feats: Sequence[Features]) -> None:
         sigs = signatures([f.shingles for f in feats], self.cfg.num_perm)
@@ -264,7 +270,30 @@ class Engine:
             f.sig = s
 
     def indexable(self, f: Features) -> bool:
-        return f.tokens >= self.cfg.min_tokens and f.size > 0
+        """A page without story text is never indexed: its leftovers must not make duplicates."""
+        return f.tokens >= self.cfg.min_tokens and f.size > 0 and f.content_reason is None
+
+    def title_gate(self, f: Features, title: str, edges: list[Edge]) -> tuple[list[Edge], bool]:
+        """Edges that stand once thin bodies are judged by title, and whether ``f`` may teach as a copy.
+
+        An edge where either body is thin stands only if the titles do not clearly differ. A copy
+        whose title clearly differs from every article it matched is another story dressed in the
+        same template: it may teach its source's boilerplate (see ``_link_txn``).
+        """
+        if not edges:
+            return edges, False
+        pipe = self.r.pipeline(transaction=False)
+        for e in edges:
+            pipe.hmget(keys.article(e.n), "title", "thin")
+        kept, differ = [], 0
+        for e, (t, thin) in zip(edges, pipe.execute()):
+            other = decoded(t) or ""
+            apart = titles_differ(title, other)
+            differ += apart
+            if apart and (f.thin or thin == b"1"):
+                continue
+            kept.append(e)
+        return kept, bool(kept) and differ == len(edges)
 
     # ------------------------------------------------------------------ verification
 
@@ -315,7 +344,7 @@ class Engine:
         srcs: list[str] = []
         analysed: list[Job] = []
         for (j, (_, _, html)), page in zip(readable, analyse_many([c for _, c in readable])):
-            if not any(ln.ntok for ln in page.lines):
+            if not any(ln.ntok for ln in page.lines) and not (page.removed.script or page.removed.undecodable):
                 j.error = "no text found in the page" if html is not None else "text has no words"
                 continue
             pages.append(page)
@@ -335,6 +364,7 @@ class Engine:
         for j in analysed:
             assert j.features is not None
             j.edges = self.verify(j.features, j.candidates, data)
+            j.edges, j.teaches = self.title_gate(j.features, decoded(j.record.get(b"title")) or "", j.edges)
         self._link(analysed)
         self._prune({j.source for j in analysed})
         self._finish_skipped([j for j in jobs if j.skip is not None or j.error is not None])
@@ -403,6 +433,8 @@ class Engine:
                 "sig": pack_sig(f.sig), "size": f.size, "tokens": f.tokens, "iver": j.ver,
                 "repeated": json.dumps(blocks, ensure_ascii=False), "rshare": share,
                 "bp_lines": len(f.boilerplate), "ntitle": len(f.page.title_lines),
+                "content": "story" if f.content_reason is None else "none", "content_reason": f.content_reason or "",
+                "thin": int(f.thin),
             }
             if self.cfg.keep_text:
                 whole = j.packed_text is not None and len(f.page.kept(f.boilerplate)) == f.page.word_lines
@@ -554,14 +586,21 @@ class Engine:
         learned: dict[str, dict[bytes, int]] = {}
         for j in jobs:
             final = pl.cluster_of[j.n]
-            if j.features is not None and len(pl.members.get(final, members.get(final, set()))) == 1:
+            alone = len(pl.members.get(final, members.get(final, set()))) == 1
+            if j.features is not None and j.features.content_reason is None and (alone or j.teaches):
                 counts = learned.setdefault(j.source, {keys.BP_DOCS_FIELD: 0})
                 counts[keys.BP_DOCS_FIELD] += 1
                 for sh in j.features.page.shapes:
                     counts[sh] = counts.get(sh, 0) + 1
         for src, counts in sorted(learned.items()):
             txn.hincrn(keys.boilerplate(src), counts)
+        # pages without story text, by reason (an update may turn a failed scrape into a story, or back)
+        none_by: dict[str, list[int]] = {r: [] for r in keys.CONTENT_REASONS}
         for j in jobs:
+            if j.features is not None and j.features.content_reason is not None:
+                none_by[j.features.content_reason].append(j.n)
+        for r, ns in none_by.items():
+            txn.sadd(keys.content_none(r), ns).srem(keys.content_none(r), [j.n for j in jobs if j.n not in ns])
             txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))

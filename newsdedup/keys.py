@@ -17,7 +17,10 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
                                        repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese; zlib in data written before), attempts, error
+                                       Chinese; zlib in data written before), attempts, error,
+                                       content ("story" or "none"), content_reason (script,
+                                       undecodable, too_short), thin (1: body too small, the
+                                       title decides)
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -34,6 +37,8 @@ nd:singles                     zset    clusters with 1 member scored by updated_
                                        zsets together hold every cluster of a processed article
 nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
+nd:none:{reason}               set     numbers of done articles without story text, per reason
+                                       (script, undecodable, too_short): counted in GET /v1/stats
 nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
@@ -98,6 +103,13 @@ def cluster_members(cid: str) -> str:
 
 def boilerplate(source: str) -> str:
     return f"{PREFIX}bp:{source}"
+
+
+CONTENT_REASONS = ("script", "undecodable", "too_short")
+
+
+def content_none(reason: str) -> str:
+    return f"{PREFIX}none:{reason}"
 
 
 def rate_limit(client: str, minute: int) -> str:

@@ -22,6 +22,7 @@ import xxhash
 from simhash import Simhash
 
 from .extract import extract
+from .prose import Removed, clean_lines
 from .text import Tokens, normalize, token_hashes, tokenize
 
 _SENTENCE_INSIDE = re.compile(r"[a-z\u00c0-\u024f0-9)\"”’'][.!?;](\s|$)|[。！？；]")
@@ -67,6 +68,7 @@ class Page:
     repeated: list[RepeatedBlock] = field(default_factory=list)
     redundant: set[int] = field(default_factory=set)  # later copies of repeated lines
     title_lines: set[int] = field(default_factory=set)
+    removed: Removed = field(default_factory=Removed)  # page code and undecodable text taken out
 
     @property
     def word_lines(self) -> int:
@@ -183,17 +185,20 @@ def analyse(title: str, text: str | None = None, html: str | None = None) -> Pag
 
 def analyse_many(items: Sequence[tuple[str, str | None, str | None]]) -> list[Page]:
     """``analyse`` for many pages (title, text, html) at once: one tokenising pass for all."""
-    titles, texts = [], []
+    titles, texts, removed = [], [], []
     for title, text, html in items:
         if html is not None:
             html_title, text = extract(html)
             title = title or html_title
         raw_lines = [ln.strip() for ln in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
         titles.append(title)
-        texts.append([r for r in raw_lines if r])
+        prose, rm = clean_lines([r for r in raw_lines if r])  # no page code reaches the shingles
+        texts.append(prose)
+        removed.append(rm)
     pages = []
-    for title, (lines, hashes) in zip(titles, _lines(texts)):
-        page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes)
+    for title, rm, (lines, hashes) in zip(titles, removed, _lines(texts)):
+        page = Page(title=title, lines=lines, total_chars=sum(len(ln.raw) for ln in lines), tokens=hashes,
+                    removed=rm)
         if title and any(ln.short for ln in lines):  # only a short line can be the title again
             tkey, _ = token_hashes(normalize(title))
             if len(tkey):

@@ -56,8 +56,8 @@ def load(lang: str, data: Path) -> list[dict[str, Any]]:
                 text = d.get("text") or ""
                 if not text.strip():
                     continue
-                rows.append({"id": f"{src}:{d['id']}".replace("/", ":"), "title": (d.get("title") or "").strip(), "text": text,
-                             "source": src})
+                rows.append({"id": f"{src}:{d['id']}".replace("/", ":"), "title": (d.get("title") or "").strip(),
+                             "text": text, "source": src})
     return rows
 
 

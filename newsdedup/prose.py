@@ -1,0 +1,124 @@
+"""What in a page's text is prose, and what is page code or undecodable bytes: pure functions.
+
+Failed scrapes look alike everywhere: a JS-rendered page scraped as its
+script, a style sheet, a page decoded with the wrong charset (runs of U+FFFD
+or C1 control characters, mojibake), JSON state blobs, tracking URLs. Two such
+pages of different stories share all their "text" and would cluster at
+similarity 1.0. This module removes that material before anything is
+shingled, by general mechanisms rather than per-site patterns:
+
+- characters: runs of U+FFFD / C1 controls are removed anywhere; a line where
+  they are a sizeable share of the letters is undecodable as a whole;
+- tokens: URLs and query strings, markup tags, base64-like runs and long
+  identifier soup are removed inside a line;
+- lines: a line whose signals read as code (braces, semicolons at the end,
+  assignments, calls, CSS declarations, JSON pairs, comment markers, script
+  keywords) is removed whole, unless CJK prose dominates it.
+
+What is left decides whether the page tells a story (``content_reason``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_BAD_RUN = re.compile(r"[\ufffd\x80-\x9f]{2,}")  # undecodable runs: removed wherever they are
+_BAD = re.compile(r"[\ufffd\x80-\x9f]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_LETTER = re.compile(r"[^\W\d_]")
+_U = r"[A-Za-z0-9\-._~:/?#@!$&*+,;=%]"  # URL characters: ASCII only (CJK text runs on without spaces)
+_URL = re.compile(rf"(?:https?:|ftp:)?//{_U}+|\bwww\.{_U}+|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{{2,}}/{_U}*"
+                  r"|[?&][\w.%-]+=[^\s&\"'<>]*(?:&[\w.%-]+=[^\s&\"'<>]*)+", re.IGNORECASE)
+# markup: lowercase tag names (or attributes with "="); "<Sedio N.V.>" in wire copy is a company name
+_TAG = re.compile(r"<[a-z][a-z0-9:-]*(?:\s+[^<>]{0,500}=[^<>]{0,500})?\s*/?>|</[a-zA-Z][\w:-]*\s*>"
+                  r"|<[a-zA-Z][\w:-]*\s+[^<>]{0,500}=[^<>]{0,500}>|<!--.*?-->|<!\w[^<>]*>")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
+_CODE_SIGNAL = re.compile(
+    r"[{}]|;\s*$|[=!<>]=|&&|\|\||=>|\+\+|--(?=\w)|(?<=[\w\])])\s*=\s*(?=[\w\"'\[{(/-])"
+    r"|\b(?:var|let|const|function|return|typeof|null|undefined|new|this|document|window|navigator|location"
+    r"|jquery|console|prototype|localStorage|setTimeout|addEventListener)\b"
+    r"|\w\.\w+\s*\(|^\s*(?://|/\*|\*/|#include|@media|@import|@font-face)|\*/\s*$"
+    r"|[\w-]+\s*:\s*[#\w.%-]+\s*(?:!important)?;|\"[\w-]+\"\s*:\s*[\"\[{\d tfn]",
+    re.IGNORECASE)
+
+UNDECODABLE_SHARE = 0.1  # a line whose letters are this share U+FFFD / C1 or more is undecodable
+CODE_SIGNALS_PER_CHAR = 1 / 40  # code signals per character of a line that make it code
+MIN_CODE_SIGNALS = 2
+
+
+@dataclass
+class Removed:
+    """Characters taken out of a page, by kind (what ``content_reason`` is decided from)."""
+
+    script: int = 0  # code, markup, URLs, JSON, base64
+    undecodable: int = 0
+    kept: int = 0  # characters left in lines
+    lines: dict[str, int] = field(default_factory=dict)  # whole lines removed, by kind
+
+    def reason(self, tokens: int, min_tokens: int) -> str | None:
+        """Why a page has no story (``script``, ``undecodable``, ``too_short``), or None if it has one."""
+        if tokens >= min_tokens:
+            return None
+        if self.undecodable and self.undecodable >= self.script:
+            return "undecodable"
+        if self.script:
+            return "script"
+        return "too_short"
+
+
+def _code_like(line: str) -> bool:
+    n = len(line)
+    if n == 0:
+        return False
+    signals = len(_CODE_SIGNAL.findall(line))
+    if signals < MIN_CODE_SIGNALS or signals < n * CODE_SIGNALS_PER_CHAR:
+        return False
+    # CJK prose with a few brackets or semicolons stays prose
+    return len(_CJK.findall(line)) * 3 < len(line.replace(" ", ""))
+
+
+def clean_line(line: str, removed: Removed) -> str:
+    """The prose of one line ('' if nothing is left); what was removed is counted in ``removed``."""
+    if not line:
+        return line
+    bad = len(_BAD.findall(line))
+    if bad:
+        letters = len(_LETTER.findall(line)) + bad
+        if bad >= 3 and bad >= letters * UNDECODABLE_SHARE:
+            removed.undecodable += len(line)
+            removed.lines["undecodable"] = removed.lines.get("undecodable", 0) + 1
+            return ""
+        before = len(line)
+        line = _BAD.sub("", _BAD_RUN.sub(" ", line))
+        removed.undecodable += before - len(line)
+    if _code_like(line):
+        removed.script += len(line)
+        removed.lines["script"] = removed.lines.get("script", 0) + 1
+        return ""
+    before = len(line)
+    stripped = _BASE64.sub(lambda m: m.group(0) if _wordish(m.group(0)) else " ",
+                           _URL.sub(" ", _TAG.sub(" ", line)))
+    if len(stripped) != before:
+        stripped = " ".join(stripped.split())
+        removed.script += before - len(stripped)
+        if not stripped:
+            removed.lines["script"] = removed.lines.get("script", 0) + 1
+    removed.kept += len(stripped)
+    return stripped
+
+
+def _wordish(run: str) -> bool:
+    """A long run of word characters that is still a word (German compounds, hyphenated names)."""
+    return run.isalpha() and (run.islower() or run[1:].islower()) or "-" in run and not any(c.isdigit() for c in run)
+
+
+def clean_lines(lines: list[str]) -> tuple[list[str], Removed]:
+    """The prose lines of a page (empty ones dropped) and what was removed."""
+    removed = Removed()
+    out = []
+    for ln in lines:
+        c = clean_line(ln, removed)
+        if c.strip():
+            out.append(c.strip())
+    return out, removed
