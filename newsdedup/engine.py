@@ -586,8 +586,8 @@ class Engine:
         learned: dict[str, dict[bytes, int]] = {}
         for j in jobs:
             final = pl.cluster_of[j.n]
-            alone = len(pl.members.get(final, members.get(final, set()))) == 1
-            if j.features is not None and j.features.content_reason is None and (alone or j.teaches):
+            lone = len(pl.members.get(final, members.get(final, set()))) == 1
+            if j.features is not None and j.features.content_reason is None and (lone or j.teaches):
                 counts = learned.setdefault(j.source, {keys.BP_DOCS_FIELD: 0})
                 counts[keys.BP_DOCS_FIELD] += 1
                 for sh in j.features.page.shapes:
@@ -601,6 +601,7 @@ class Engine:
                 none_by[j.features.content_reason].append(j.n)
         for r, ns in none_by.items():
             txn.sadd(keys.content_none(r), ns).srem(keys.content_none(r), [j.n for j in jobs if j.n not in ns])
+        for j in jobs:
             txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))

@@ -35,15 +35,15 @@ _TAG = re.compile(r"<[a-z][a-z0-9:-]*(?:\s+[^<>]{0,500}=[^<>]{0,500})?\s*/?>|</[
                   r"|<[a-zA-Z][\w:-]*\s+[^<>]{0,500}=[^<>]{0,500}>|<!--.*?-->|<!\w[^<>]*>")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
 _CODE_SIGNAL = re.compile(
-    r"[{}]|;\s*$|[=!<>]=|&&|\|\||=>|\+\+|--(?=\w)|(?<=[\w\])])\s*=\s*(?=[\w\"'\[{(/-])"
-    r"|\b(?:var|let|const|function|return|typeof|null|undefined|new|this|document|window|navigator|location"
-    r"|jquery|console|prototype|localStorage|setTimeout|addEventListener)\b"
-    r"|\w\.\w+\s*\(|^\s*(?://|/\*|\*/|#include|@media|@import|@font-face)|\*/\s*$"
-    r"|[\w-]+\s*:\s*[#\w.%-]+\s*(?:!important)?;|\"[\w-]+\"\s*:\s*[\"\[{\d tfn]",
-    re.IGNORECASE)
+    r"[{}]|;\s*$|[=!<>]=|&&|\|\||=>|\+\+|(?<=[\w\])])\s*=\s*(?=[\w\"'\[{(/-])"  # braces, operators
+    r"|\b(?:var|let|const)\s+[\w$]+\s*[=;]|\bfunction\s*[\w$]*\s*\(|\breturn\b[^.!?]*;|\btypeof\s"  # JS syntax
+    r"|\b(?:document|window|navigator|location|console|this|jQuery|localStorage)\.[\w$]"
+    r"|[A-Za-z_$][\w$]*\.[A-Za-z_$][\w$]*\(|\b[A-Za-z_$][\w$]*\((?!\s*\d+\s*\))"  # calls
+    r"|(?:^|[\s,])[.#][a-z_][\w-]*\b|^\s*(?://|/\*|\*/|#include|@media|@import|@font-face)|\*/\s*$"  # CSS, comments
+    r"|[\w-]+\s*:\s*[#\w.%-]+\s*(?:!important)?;|\"[\w-]+\"\s*:\s*[\"\[{\d tfn]")  # declarations, JSON
 
-UNDECODABLE_SHARE = 0.1  # a line whose letters are this share U+FFFD / C1 or more is undecodable
-CODE_SIGNALS_PER_CHAR = 1 / 40  # code signals per character of a line that make it code
+UNDECODABLE_SHARE = 0.3  # a line whose letters are this share U+FFFD / C1 or more is undecodable
+CODE_SIGNALS_PER_CHAR = 1 / 50  # code signals per character of a line that make it code
 MIN_CODE_SIGNALS = 2
 
 
@@ -89,18 +89,16 @@ def clean_line(line: str, removed: Removed) -> str:
             removed.undecodable += len(line)
             removed.lines["undecodable"] = removed.lines.get("undecodable", 0) + 1
             return ""
-        before = len(line)
         line = _BAD.sub("", _BAD_RUN.sub(" ", line))
-        removed.undecodable += before - len(line)
-    if _code_like(line):
-        removed.script += len(line)
+        removed.undecodable += bad
+    before = len(line)
+    stripped = " ".join(_BASE64.sub(lambda m: m.group(0) if _wordish(m.group(0)) else " ",
+                                    _URL.sub(" ", _TAG.sub(" ", line))).split())
+    if _code_like(stripped):  # judged without its URLs and tags (their "=" and "?" are not code)
+        removed.script += before
         removed.lines["script"] = removed.lines.get("script", 0) + 1
         return ""
-    before = len(line)
-    stripped = _BASE64.sub(lambda m: m.group(0) if _wordish(m.group(0)) else " ",
-                           _URL.sub(" ", _TAG.sub(" ", line)))
     if len(stripped) != before:
-        stripped = " ".join(stripped.split())
         removed.script += before - len(stripped)
         if not stripped:
             removed.lines["script"] = removed.lines.get("script", 0) + 1

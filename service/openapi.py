@@ -46,6 +46,14 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None, extra: b
     return schema
 
 
+_CONTENT_DOC = ("none: no story text was left once page code, markup, URLs and undecodable text were removed "
+                "(a failed scrape); such a page is never clustered by its leftovers")
+CONTENT: dict[str, Any] = {"type": "string", "enum": ["story", "none"], "description": _CONTENT_DOC}
+CONTENT_REASON = {"type": "string", "enum": ["script", "undecodable", "too_short", None], "nullable": True,
+                  "description": "Why content is none: the page was script/markup, undecodable bytes "
+                                 "(wrong charset), or too short; null when content is story"}
+
+
 def _schemas(config: Config) -> dict[str, Any]:
     score = {"type": "number", "minimum": 0, "maximum": 1}
     count = {"type": "integer", "minimum": 0}
@@ -133,6 +141,9 @@ def _schemas(config: Config) -> dict[str, Any]:
             "attempts": count,
             "text": _nullable({"type": "string", "description": "The cleaned text that was compared "
                                                                 "(when NEWSDEDUP_KEEP_TEXT)"}),
+            "content": {**CONTENT, "enum": ["story", "none", None], "nullable": True,
+                        "description": _CONTENT_DOC + "; null until done"},
+            "content_reason": CONTENT_REASON,
         }, required=["id", "status", "cluster_id", "duplicate_of", "duplicates", "title", "url", "source",
                      "published_at", "ingested_at", "processed_at", "lang", "repeated_blocks", "repeated_share",
                      "tokens", "error", "attempts"]),
@@ -149,10 +160,16 @@ def _schemas(config: Config) -> dict[str, Any]:
             "repeated_blocks": {"type": "array", "items": _ref("RepeatedBlock")},
             "repeated_share": score,
             "tokens": count,
+            "content": CONTENT,
+            "content_reason": CONTENT_REASON,
             "ignored_fields": {"type": "array", "items": {"type": "string"}},
-        }, required=["duplicates", "cluster_id", "repeated_blocks", "repeated_share", "tokens"]),
+        }, required=["duplicates", "cluster_id", "repeated_blocks", "repeated_share", "tokens", "content",
+                     "content_reason"]),
         "Stats": _obj({"articles": count, "clusters": {**count, "description": "Clusters including singletons"},
                        "clusters_with_duplicates": {**count, "description": "Clusters of 2 or more"},
+                       "content_none": _obj({"total": count, "script": count, "undecodable": count,
+                                             "too_short": count},
+                                            required=["total", "script", "undecodable", "too_short"]),
                        "queue": _obj({"pending": count, "in_flight": count, "failed": count})},
                       required=["articles", "clusters", "queue"]),
         "RetryRequest": _obj({"ids": {"type": "array", "maxItems": config.max_batch, "items": article_id}},
