@@ -253,7 +253,7 @@ class Engine:
             docs = int(row[0]) + extra_docs
             counts = [int(c) + extra.get(sh, 0) for sh, c in zip(page.shapes, row[1:])]
             bp = boilerplate_lines(page, counts, docs, self.cfg.boilerplate_min_docs,
-                                   self.cfg.boilerplate_min_share)
+                                   self.cfg.boilerplate_min_share) | page.interrupts
             out.append(self.features(page, bp))
         return out
 

@@ -23,6 +23,7 @@ from simhash import Simhash
 
 from .extract import extract
 from .prose import Removed, clean_lines
+from .reflow import reflow
 from .text import Tokens, normalize, token_hashes, tokenize
 
 _SENTENCE_INSIDE = re.compile(r"[a-z\u00c0-\u024f0-9)\"”’'][.!?;](\s|$)|[。！？；]")
@@ -69,6 +70,7 @@ class Page:
     redundant: set[int] = field(default_factory=set)  # later copies of repeated lines
     title_lines: set[int] = field(default_factory=set)
     removed: Removed = field(default_factory=Removed)  # page code and undecodable text taken out
+    interrupts: set[int] = field(default_factory=set)  # lines inserted into a wrapped sentence (ads)
 
     @property
     def word_lines(self) -> int:
@@ -204,6 +206,9 @@ def analyse_many(items: Sequence[tuple[str, str | None, str | None]]) -> list[Pa
             if len(tkey):
                 page.title_lines = {i for i, ln in enumerate(lines) if ln.short and ln.ntok == len(tkey)
                                     and np.array_equal(page.line_tokens(i), tkey)}
+        wrapped, page.interrupts = reflow(lines)
+        for i in wrapped:  # pieces of a hard-wrapped paragraph are prose, however short each line is
+            lines[i].short = False
         _find_repeats(page)
         pages.append(page)
     return pages

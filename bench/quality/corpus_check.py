@@ -44,7 +44,7 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CORPORA = {"en": [("reuters21578.jsonl.gz", "reuters"), ("bbc_news_en.jsonl.gz", "bbc")],
            "zh": [("sina_zh_2018.jsonl.gz", "sina")]}
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_PROSE_LINE = re.compile(r"^[^{}<>=;|\\]*$")  # an independent, crude prose test: no code punctuation
+_CODE_LINE = re.compile(r"[{}]|;\s*$|^\s*(?://|/\*|\.[a-z])")  # an independent, crude code test
 
 
 def load(lang: str, data: Path) -> list[dict[str, Any]]:
@@ -69,7 +69,7 @@ def prose_size(text: str) -> int:
     """CJK characters plus words on code-free lines of 5+ words: how much story a text holds (crude)."""
     n = 0
     for ln in text.split("\n"):
-        if "\ufffd" in ln or not _PROSE_LINE.match(ln):
+        if "\ufffd" in ln or _CODE_LINE.search(ln):
             continue
         cjk = len(_CJK.findall(ln))
         words = len(re.findall(r"[A-Za-z]{2,}", ln))
@@ -180,6 +180,9 @@ def main() -> int:
     print(json.dumps(figures, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(figures, indent=1))
+    for c in failed_clusters[:a.show]:
+        print(f"-- failed-scrape cluster {c}: " + " | ".join(f"{rows[i]['id']} ({len(rows[i]['text'])} chars)"
+                                                          for i in members[c][:4]), file=sys.stderr)
     for name, xs in (("co-clustered, unrelated", [(i, j) for i, j, *_ in unrelated]),
                      ("containment >= 0.9, not clustered", [(i, j) for i, j, s in cont9 if not s])):
         if xs and a.show:
