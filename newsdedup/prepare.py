@@ -162,7 +162,7 @@ def _lines(pages: Sequence[list[str]]) -> list[tuple[list[Line], npt.NDArray[np.
     char_c = np.bincount(tk.line, weights=tk.lengths, minlength=n)[:n].astype(np.int64).tolist()
     num_c = np.bincount(tk.line, weights=tk.numeric, minlength=n)[:n].astype(np.int64)
     shapes = _shapes(tk, starts, counts, num_c)
-    counts_l, starts_l = counts.tolist(), starts.tolist()
+    counts_l, starts_l, num_l = counts.tolist(), starts.tolist(), num_c.tolist()
     out = []
     first = 0  # first line of the page, over all pages
     for raw_lines, norms in zip(pages, norm_pages):
@@ -172,7 +172,9 @@ def _lines(pages: Sequence[list[str]]) -> list[tuple[list[Line], npt.NDArray[np.
         lines = []
         for k, (raw, norm) in enumerate(zip(raw_lines, norms), start=first):
             ntok, cjk = counts_l[k], cjk_c[k]
-            short = ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
+            # figures are content (a results table), not a link: such lines are never "short"
+            short = (ntok > 0 and (ntok <= (40 if cjk * 2 > ntok else 14)) and not _SENTENCE_END.search(raw)
+                     and num_l[k] * 5 < ntok * 2)
             lines.append(Line(raw=raw, norm=norm, ntok=ntok, shape=shapes[k], short=short, start=starts_l[k] - t0,
                               cjk=cjk, chars=char_c[k]))
         out.append((lines, tk.hashes[t0:t1]))
