@@ -35,6 +35,7 @@ from .errors import IndexMismatch, ProcessingError
 from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse_many, boilerplate_lines, clean_text
 from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
+from .redis_client import require_single_node
 from .store import Scripts, Txn
 from .text import shingle_hashes
 
@@ -189,6 +190,7 @@ class Engine:
         """
         if self._index_ok and not recheck:
             return
+        require_single_node(self.r)  # the scripts are not slot-legal yet: refuse a cluster before writing
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,13 +51,6 @@ def test_redis_cli_is_found_beside_the_server() -> None:
     assert Path(cli).parent == Path(find_redis_server()).parent
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """3 masters + 3 replicas created with redis-cli; a short node timeout so a failover takes a second or two."""
-    with RedisCluster(tmp_path_factory.mktemp("cluster"), node_timeout_ms=1000) as c:
-        yield c
-
-
 def _keys_on(node_port: int) -> int:
     c = redis.Redis(port=node_port)
     try:
@@ -68,7 +60,8 @@ def _keys_on(node_port: int) -> int:
 
 
 @pytest.mark.slow
-def test_cluster_nodes_are_configured(cluster: RedisCluster) -> None:
+def test_cluster_nodes_are_configured(redis_cluster: RedisCluster) -> None:
+    cluster = redis_cluster
     assert len(cluster.nodes) == 6
     assert cluster.healthy()
     for i, node in enumerate(cluster.nodes):
@@ -85,7 +78,8 @@ def test_cluster_nodes_are_configured(cluster: RedisCluster) -> None:
 
 
 @pytest.mark.slow
-def test_keys_survive_a_master_killed(cluster: RedisCluster) -> None:
+def test_keys_survive_a_master_killed(redis_cluster: RedisCluster) -> None:
+    cluster = redis_cluster
     client = ClusterClient.from_url(cluster.url)
     try:
         for i in range(2000):
