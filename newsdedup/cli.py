@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from .config import Config
-from .errors import ConfigError, NewsDedupError
+from .errors import ClusterNotSupported, ConfigError, NewsDedupError
 
 log = logging.getLogger("newsdedup.cli")
 
@@ -265,10 +265,18 @@ class Supervisor:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """API + workers (+ an embedded Redis when REDIS_URL is unset), stopped together on Ctrl-C."""
+    from .redis_client import CLUSTER_SCHEMA
+    from .redis_cluster import RedisCluster
     from .redis_server import RedisServer
 
     config = Config.from_env()
     _setup_logging(config)
+    if args.cluster and config.redis_url is not None:
+        raise ConfigError("--cluster starts a local Redis Cluster, but REDIS_URL is set; unset REDIS_URL or drop "
+                          "--cluster")
+    if args.cluster and not CLUSTER_SCHEMA:
+        raise ClusterNotSupported("newsdedup up --cluster: the engine cannot run on Redis Cluster yet (its scripts "
+                                  "touch keys in many hash slots; docs/cluster.md); run `newsdedup up` without it")
     _check_port_free(args.host, args.port)
     data_dir = Path(args.data_dir) if args.data_dir else config.data_dir
 
@@ -282,8 +290,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
-            server: RedisServer | None = None
-            if config.redis_url is None:
+            server: RedisServer | RedisCluster | None = None
+            cluster_env: dict[str, str] = {}
+            if args.cluster:
+                server = RedisCluster(data_dir / "cluster", appendfsync=config.appendfsync, die_with_parent=True)
+                stack.enter_context(server)
+                redis_url = server.url
+                redis_desc = (f"Redis Cluster {redis_url} ({server.masters} masters + "
+                              f"{server.masters * server.replicas} replicas, data in {data_dir / 'cluster'})")
+                cluster_env["NEWSDEDUP_REDIS_CLUSTER"] = "true"
+            elif config.redis_url is None:
                 server = RedisServer(data_dir=data_dir / "redis", appendfsync=config.appendfsync,
                                      die_with_parent=True)
                 stack.enter_context(server)
@@ -292,7 +308,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             else:
                 redis_url = config.redis_url
                 redis_desc = f"Redis {redact_url(redis_url)} (REDIS_URL)"
-            env = dict(os.environ, REDIS_URL=redis_url)
+            env = dict(os.environ, REDIS_URL=redis_url, **cluster_env)
             api_url = f"http://{_client_host(args.host)}:{args.port}"
             plural = "s" if args.workers != 1 else ""
             sup = Supervisor(api_argv=serve_command(args.host, args.port), worker_argv=worker_command(),
@@ -617,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="queue worker processes (default: one per core, at most 8; here %(default)s)")
     p.add_argument("--data-dir", default=None,
                    help="embedded Redis data lives in DATA_DIR/redis (default NEWSDEDUP_DATA_DIR or ./var)")
+    p.add_argument("--cluster", action="store_true",
+                   help="start a local Redis Cluster (3 masters + 3 replicas, in DATA_DIR/cluster) instead of one "
+                        "Redis; refused until the engine supports Redis Cluster (docs/cluster.md)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (production server)")

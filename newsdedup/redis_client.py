@@ -26,6 +26,10 @@ __all__ = ["ClusterNotSupported", "NO_REDIS_URL", "connect", "is_cluster", "requ
 
 log = logging.getLogger(__name__)
 
+# Whether the key schema is slot-legal, so the engine may run on a Redis Cluster. The schema session
+# (docs/cluster.md) turns it on; until then entry points refuse a cluster with ClusterNotSupported.
+CLUSTER_SCHEMA = False
+
 NO_REDIS_URL = "REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set REDIS_URL=redis://host:6379/0"
 def is_cluster(client: Any) -> bool | None:
     """Whether the server behind ``client`` runs with cluster-enabled yes (``INFO cluster``).

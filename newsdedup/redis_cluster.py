@@ -439,6 +439,24 @@ class RedisCluster:
         """Start a killed node again on its port and data; it rejoins (a former master as a replica)."""
         node.restart(graceful=False)
 
+    # -- what the ``newsdedup up`` supervisor asks of its Redis (as of a RedisServer) --------------
+
+    @property
+    def running(self) -> bool:
+        """Every node is running (a dead one is for :meth:`restart`; the cluster itself fails over)."""
+        return bool(self.nodes) and all(n.running for n in self.nodes)
+
+    @property
+    def returncode(self) -> int | None:
+        return next((n.returncode for n in self.nodes if not n.running), None)
+
+    def restart(self, graceful: bool = False) -> RedisCluster:
+        """Start the nodes that died again, on their ports and data; running nodes are left alone."""
+        for node in self.nodes:
+            if not node.running:
+                node.restart(graceful=graceful)
+        return self
+
     def stop(self, graceful: bool = True) -> None:
         """Stop every node (SIGTERM, then SIGKILL); removes a temporary data dir."""
         for node in self.nodes:
