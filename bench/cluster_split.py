@@ -27,16 +27,17 @@ import redis
 from benchlib import Corpus, drain, install_exit_signals
 from redis.crc import key_slot
 
-from newsdedup import keys, scripts
+from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.minhash import Banding
-from newsdedup.records import n4
-from newsdedup.redis_cluster import SLOTS, RedisCluster
-from newsdedup.redis_server import RedisServer
-from newsdedup.text import warm_up
-from newsdedup.worker_loop import Worker
+from newsdedup.index.minhash import Banding
+from newsdedup.ops.redis_cluster import SLOTS, RedisCluster
+from newsdedup.ops.redis_server import RedisServer
+from newsdedup.storage.records import n4
+from newsdedup.storage.scripts import source
+from newsdedup.text.tokens import warm_up
+from workers.consumer import Worker
 
 BATCH = 64
 
@@ -132,7 +133,7 @@ def balanced_tags(ngroups: int) -> list[str]:
 
 # INDEX without its per-article version check: a band-group script in the cluster schema cannot read the
 # article (another slot), so the check moves to the article's own slot (docs/cluster.md)
-GROUP_INDEX = scripts.INDEX.replace('if redis.call("HGET", akey, "ver") ~= ver then', "if false then")
+GROUP_INDEX = source("index").replace('if redis.call("HGET", akey, "ver") ~= ver then', "if false then")
 
 
 def index_args(values: npt.NDArray[np.uint32], first_n: int, bands: list[int], cfg: Config,
@@ -257,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         part3(args.wait_rounds)
     return 0
 
+
+assert source("index") != GROUP_INDEX, "index.lua changed: update GROUP_INDEX"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from newsdedup.config import Config
-from newsdedup.redis_cluster import RedisCluster
-from newsdedup.redis_server import RedisServer
+from newsdedup.ops.redis_cluster import RedisCluster
+from newsdedup.ops.redis_server import RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

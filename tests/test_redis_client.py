@@ -12,9 +12,9 @@ from redis.cluster import RedisCluster as ClusterClient
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import ClusterNotSupported, ConfigError
+from newsdedup.ops.redis_cluster import RedisCluster
+from newsdedup.ops.redis_server import RedisServer, free_port
 from newsdedup.redis_client import connect, is_cluster
-from newsdedup.redis_cluster import RedisCluster
-from newsdedup.redis_server import RedisServer, free_port
 from service.app import create_app, make_redis
 from tests.procs import PYTHON, base_env
 from workers.worker import make_client
@@ -95,7 +95,7 @@ def test_cluster_forced_off_is_still_refused_before_the_first_write(one_master: 
     client = connect(cfg)
     assert type(client) is redis.Redis and is_cluster(client) is True
     with pytest.raises(ClusterNotSupported):
-        Dedup(client, cfg).engine.ensure_index()
+        Dedup(client, cfg).engine.index.ensure_index()
     app = create_app(cfg)
     r = app.test_client().post("/v1/articles", json={"id": "a", "text": "some words to store here"})
     assert r.status_code == 503, r.data

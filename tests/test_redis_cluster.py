@@ -9,14 +9,14 @@ import pytest
 import redis
 from redis.cluster import RedisCluster as ClusterClient
 
-from newsdedup.redis_cluster import (
+from newsdedup.ops.redis_binaries import find_redis_server
+from newsdedup.ops.redis_cluster import (
     BUS_OFFSET,
     RedisCluster,
     find_redis_cli,
     free_cluster_port,
     parse_cluster_nodes,
 )
-from newsdedup.redis_server import find_redis_server
 
 NODES_TEXT = "\n".join([
     "07c37dfe 127.0.0.1:30004@31004 slave e7d1eecc 0 1426238317239 4 connected",

