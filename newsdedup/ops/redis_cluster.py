@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from newsdedup.errors import ConfigError
 from newsdedup.ops.cluster_nodes import (
@@ -33,13 +32,13 @@ from newsdedup.ops.cluster_nodes import (
     parse_cluster_nodes,
 )
 from newsdedup.ops.redis_binaries import find_redis_cli
-from newsdedup.ops.redis_server import LOOPBACK, RedisServer, RedisServerError
+from newsdedup.ops.redis_server import LOOPBACK, Managed, RedisServer, RedisServerError
 
 __all__ = ["BUS_OFFSET", "SLOTS", "ClusterNodeInfo", "RedisCluster", "find_redis_cli", "free_cluster_port",
            "parse_cluster_nodes"]
 
 
-class RedisCluster(ClusterView):
+class RedisCluster(ClusterView, Managed):
     """A local Redis Cluster of ``masters`` masters with ``replicas`` replicas each, bound to loopback.
 
     ``data_dir=None`` uses a temporary directory that :meth:`stop` removes; a given one is kept, with one
@@ -241,13 +240,6 @@ class RedisCluster(ClusterView):
         if self._owns_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
-
-    def __enter__(self) -> RedisCluster:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         ports = [n.port for n in self.nodes]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 import redis
@@ -112,7 +113,24 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return d
 
 
-class RedisServer:
+class Managed:
+    """``with`` support for what has ``start()`` (returning itself) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class RedisServer(Managed):
     """A redis-server subprocess bound to loopback (or a unix socket) with its data in one directory.
 
     ``data_dir=None`` uses a temporary directory that is removed by :meth:`stop`.
@@ -339,13 +357,6 @@ class RedisServer:
                     time.sleep(0.1)
                     continue
                 raise
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.socket_path if self.unix_socket else f"{self.bind}:{self.port}"
