@@ -7,306 +7,26 @@ prints ``newsdedup: error: <message>`` and exits 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
-import http.client
-import json
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from email.message import Message
-from email.utils import parsedate_to_datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
-from . import __version__
-from .config import Config
-from .errors import ConfigError, NewsDedupError
+from newsdedup import __version__
+from newsdedup.config import Config
+from newsdedup.errors import ConfigError, NewsDedupError
+from newsdedup.ops import supervisor
+from newsdedup.ops.supervisor import DEFAULT_HOST, DEFAULT_PORT, default_workers, serve_command
 
 log = logging.getLogger("newsdedup.cli")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-WSGI_APP = "service.wsgi:app"
-
-
-# --- commands that start processes ------------------------------------------------------------------------------
-
-def api_processes(environ: dict[str, str] | None = None) -> int:
-    """Gunicorn worker processes: NEWSDEDUP_API_PROCESSES, else min(2 x cores, 4).
-
-    The API is I/O-bound on Redis and each process also runs 4 threads, so a few processes suffice.
-    """
-    env = os.environ if environ is None else environ
-    raw = (env.get("NEWSDEDUP_API_PROCESSES") or "").strip()
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            raise ConfigError(f"NEWSDEDUP_API_PROCESSES={raw!r} is not an integer; use a whole number from 1 "
-                              "to 64") from None
-        if not 1 <= n <= 64:
-            raise ConfigError(f"NEWSDEDUP_API_PROCESSES={n} is out of range; use a whole number from 1 to 64")
-        return n
-    return max(1, min(2 * (os.cpu_count() or 1), 4))
-
-
-def default_workers() -> int:
-    """One queue worker per core: the work is CPU-bound Python, one core each, and Redis waits are short."""
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
-def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, processes: int | None = None,
-                  threads: int = 4) -> list[str]:
-    """The production server argv (gunicorn, gthread workers); what ``newsdedup serve`` execs."""
-    n = api_processes() if processes is None else processes
-    return [sys.executable, "-m", "gunicorn",
-            "--bind", f"{_bind_host(host)}:{port}",
-            "--workers", str(n),
-            "--threads", str(threads),
-            "--worker-class", "gthread",
-            "--timeout", "60",
-            "--graceful-timeout", "20",
-            "--access-logfile", "-",
-            *_gunicorn_extra_args(),
-            WSGI_APP]
-
-
-def _gunicorn_extra_args() -> list[str]:
-    """gunicorn >= 25.1 opens a control socket at ~/.gunicorn/gunicorn.ctl by default; several servers
-    on one machine (tests, `make run`) would fight over it, and we do not use it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        major, minor = (int(x) for x in version("gunicorn").split(".")[:2])
-    except (PackageNotFoundError, ValueError):
-        return []
-    return ["--no-control-socket"] if (major, minor) >= (25, 1) else []
-
-
-def worker_command() -> list[str]:
-    """The argv of one queue worker process (the same interpreter, so the same installed code)."""
-    return [sys.executable, "-m", "newsdedup.cli", "worker"]
-
-
-def _bind_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _client_host(host: str) -> str:
-    """Where to reach a server bound to ``host`` from this machine."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "[::1]"
-    return _bind_host(host)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url.replace("password=", "password=***") if "password=" in url else url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host.strip("[]"), port))
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another port "
-                              "(--port, or PORT=... with make run)") from None
-
-
-@dataclass
-class _Child:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    fast_failures: int = 0
-    restart_at: float | None = None
-
-
-@dataclass
-class Supervisor:
-    """Runs the API and N workers as child processes until ``stop`` is set.
-
-    Workers that die are restarted (with a growing delay when they keep dying at
-    once); if the API dies everything is shut down and :meth:`run` returns non-zero.
-    An embedded Redis (``redis``) that dies is restarted on the same port and data.
-    Children get SIGTERM on shutdown, then SIGKILL after ``stop_timeout`` seconds.
-    """
-
-    api_argv: list[str]
-    worker_argv: list[str]
-    workers: int
-    env: dict[str, str]
-    health_url: str
-    stop: threading.Event = field(default_factory=threading.Event)
-    force: threading.Event = field(default_factory=threading.Event)
-    redis: Any = None  # RedisServer | None (kept loose: tests pass fakes)
-    banner: str = ""
-    health_timeout: float = 60.0
-    stop_timeout: float = 20.0
-    poll_interval: float = 0.2
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    ready: threading.Event = field(default_factory=threading.Event)
-    children: list[_Child] = field(default_factory=list)
-
-    def _spawn(self, child: _Child) -> None:
-        from .redis_server import set_parent_death_signal
-
-        child.proc = subprocess.Popen(
-            child.argv, env=self.env, stdin=subprocess.DEVNULL,
-            # Own session so a terminal Ctrl-C reaches only us and we stop children in order;
-            # the parent-death signal keeps them from outliving a SIGKILLed supervisor.
-            start_new_session=True,
-            preexec_fn=set_parent_death_signal if sys.platform.startswith("linux") else None,
-        )
-        child.started = time.monotonic()
-        child.restart_at = None
-        log.debug("started %s (pid %d): %s", child.name, child.proc.pid, " ".join(child.argv))
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=1.0) as resp:
-                return bool(200 <= resp.status < 300)
-        except (urllib.error.URLError, OSError, http.client.HTTPException):
-            return False
-
-    def _check(self) -> int | None:
-        """Restart what may be restarted; a return value means: shut down with this exit code."""
-        now = time.monotonic()
-        if self.redis is not None and not self.redis.running:
-            log.error("embedded Redis exited with code %s; restarting it", self.redis.returncode)
-            try:
-                self.redis.restart(graceful=False)
-            except NewsDedupError as e:
-                log.error("could not restart Redis: %s", e.message)
-                return 1
-        for child in self.children:
-            proc = child.proc
-            if proc is None:
-                if child.restart_at is not None and now >= child.restart_at:
-                    self._spawn(child)
-                continue
-            rc = proc.poll()
-            if rc is None:
-                continue
-            if child.name == "api":
-                log.error("the API server exited unexpectedly with code %s; shutting down", rc)
-                return rc if rc else 1
-            lived = now - child.started
-            child.fast_failures = child.fast_failures + 1 if lived < 10 else 0
-            delay = 0.0 if child.fast_failures == 0 else min(30.0, 0.5 * 2 ** (child.fast_failures - 1))
-            log.error("%s (pid %d) exited with code %s after %.1fs; restarting it in %.1fs",
-                      child.name, proc.pid, rc, lived, delay)
-            child.proc = None
-            child.restart_at = now + delay
-        return None
-
-    def run(self) -> int:
-        self.children = [_Child("api", self.api_argv)]
-        self.children += [_Child(f"worker-{i + 1}", self.worker_argv) for i in range(self.workers)]
-        try:
-            for child in self.children:
-                self._spawn(child)
-            deadline = time.monotonic() + self.health_timeout
-            warned = False
-            while not self.stop.is_set():
-                rc = self._check()
-                if rc is not None:
-                    return rc
-                if not self.ready.is_set():
-                    if self._healthy():
-                        self.ready.set()
-                        if self.banner:
-                            print(self.banner, file=self.out, flush=True)
-                    elif not warned and time.monotonic() > deadline:
-                        warned = True
-                        log.warning("the API has not answered %s for %.0fs; still waiting", self.health_url,
-                                    self.health_timeout)
-                self.stop.wait(self.poll_interval)
-            return 0
-        finally:
-            self.shutdown()
-
-    def shutdown(self) -> None:
-        live = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
-        for proc in live:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        for proc in live:
-            while proc.poll() is None and time.monotonic() < deadline and not self.force.is_set():
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(0.1)
-            if proc.poll() is None:
-                log.warning("pid %d did not stop within %.0fs; killing it", proc.pid, self.stop_timeout)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait()
-
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """API + workers (+ an embedded Redis when REDIS_URL is unset), stopped together on Ctrl-C."""
-    from .redis_server import RedisServer
-
     config = Config.from_env()
     _setup_logging(config)
-    _check_port_free(args.host, args.port)
-    data_dir = Path(args.data_dir) if args.data_dir else config.data_dir
-
-    stop, force = threading.Event(), threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            force.set()  # a second Ctrl-C: do not wait for children
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with contextlib.ExitStack() as stack:
-            server: RedisServer | None = None
-            if config.redis_url is None:
-                server = RedisServer(data_dir=data_dir / "redis", appendfsync=config.appendfsync,
-                                     die_with_parent=True)
-                stack.enter_context(server)
-                redis_url = server.url
-                redis_desc = f"Redis {redis_url} (embedded, data in {data_dir / 'redis'})"
-            else:
-                redis_url = config.redis_url
-                redis_desc = f"Redis {redact_url(redis_url)} (REDIS_URL)"
-            env = dict(os.environ, REDIS_URL=redis_url)
-            api_url = f"http://{_client_host(args.host)}:{args.port}"
-            plural = "s" if args.workers != 1 else ""
-            sup = Supervisor(api_argv=serve_command(args.host, args.port), worker_argv=worker_command(),
-                             workers=args.workers, env=env, health_url=api_url + "/healthz", stop=stop,
-                             force=force, redis=server,
-                             banner=f"newsdedup: API listening on {api_url} with {args.workers} worker{plural}; "
-                                    f"{redis_desc}. Ctrl-C stops.")
-            rc = sup.run()
-            if stop.is_set():
-                log.info("stopped")
-            return rc
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    return supervisor.up(config, args.host, args.port, args.workers,
+                         Path(args.data_dir) if args.data_dir else config.data_dir, cluster=args.cluster)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -329,14 +49,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import main as eval_main
+    from newsdedup.ops.evaluate import main as eval_main
 
     rc = eval_main(args)
     return int(rc or 0)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from .admin import retry_command
+    from newsdedup.ops.retry import retry_command
 
     return int(retry_command(args) or 0)
 
@@ -346,241 +66,10 @@ def _setup_logging(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-# --- ingest ------------------------------------------------------------------------------------------------------
-
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-class IngestAborted(NewsDedupError):
-    """The service stayed unavailable through every retry."""
-
-    code = "ingest_aborted"
-
-
-@dataclass
-class IngestStats:
-    accepted: int = 0
-    rejected: int = 0
-    batches: int = 0
-    retries: int = 0
-
-
-@dataclass
-class HttpClient:
-    """A tiny JSON-over-HTTP client on urllib, retrying what the service says is temporary."""
-
-    base_url: str
-    api_key: str | None = None
-    timeout: float = 120.0
-    max_retries: int = 8
-    sleep: Callable[[float], None] | None = None  # None: _sleep (tests replace it)
-    stats: IngestStats = field(default_factory=IngestStats)
-
-    def _once(self, method: str, path: str, body: bytes | None) -> tuple[int, Message, bytes]:
-        headers = {"Accept": "application/json", "User-Agent": f"newsdedup-cli/{__version__}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.base_url.rstrip("/") + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, resp.headers, resp.read()
-        except urllib.error.HTTPError as e:
-            try:
-                data = e.read()
-            except (OSError, AttributeError, http.client.HTTPException):
-                data = b""
-            finally:
-                e.close()
-            return e.code, e.headers, data
-
-    def pause(self, seconds: float) -> None:
-        (self.sleep or _sleep)(seconds)
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Send, retrying 429/502/503/504 and connection failures with backoff (Retry-After wins)."""
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            delay = min(30.0, 0.5 * 2 ** attempt)
-            try:
-                status, headers, data = self._once(method, path, body)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            else:
-                if status not in RETRY_STATUSES:
-                    return status, data
-                last = f"HTTP {status} {_error_text(data)}"
-                ra = _retry_after(headers.get("Retry-After"))
-                if ra is not None:
-                    delay = ra
-            if attempt < self.max_retries:
-                self.stats.retries += 1
-                self.pause(delay)
-        raise IngestAborted(f"{method} {self.base_url.rstrip('/')}{path} failed {self.max_retries + 1} times; "
-                            f"last: {last}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, 120.0))
-
-
-def _error_text(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    try:
-        return json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
-        return text[:500]
-
-
-@contextlib.contextmanager
-def open_lines(path: str) -> Iterator[IO[str]]:
-    """A text stream over a JSON-lines file; ``.gz`` is decompressed and ``-`` is stdin."""
-    if path == "-":
-        yield sys.stdin
-        return
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{path}: no such file")
-    opener: Callable[..., IO[str]] = gzip.open if p.suffix == ".gz" else open  # type: ignore[assignment]
-    with opener(p, "rt", encoding="utf-8") as f:
-        yield f
-
-
-def _post_batch(client: HttpClient, items: list[tuple[int, dict[str, Any]]], max_body: int) -> None:
-    """POST one batch; split it when the service (or max_body) says it is too large."""
-    body = json.dumps({"articles": [obj for _, obj in items]}, ensure_ascii=False).encode("utf-8")
-    where = f"lines {items[0][0]}-{items[-1][0]}" if len(items) > 1 else f"line {items[0][0]}"
-    stats = client.stats
-    if len(body) > max_body and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
-        return
-    status, data = client.request("POST", "/v1/articles", body)
-    stats.batches += 1
-    if 200 <= status < 300:
-        try:
-            results = json.loads(data).get("articles")
-        except (ValueError, AttributeError):
-            results = None
-        if not isinstance(results, list):
-            stats.accepted += len(items)
-            return
-        for (lineno, _), res in zip(items, results, strict=False):
-            if isinstance(res, dict) and res.get("error"):
-                stats.rejected += 1
-                print(f"newsdedup ingest: line {lineno}: {json.dumps(res['error'], ensure_ascii=False)}",
-                      file=sys.stderr)
-            else:
-                stats.accepted += 1
-        return
-    if status == 413 and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
-        return
-    stats.rejected += len(items)
-    print(f"newsdedup ingest: {where}: HTTP {status} {_error_text(data)}", file=sys.stderr)
-
-
-def wait_for_queue(client: HttpClient, timeout: float | None = None, interval: float = 0.5) -> float:
-    """Poll GET /v1/stats until nothing is pending or in flight; returns the seconds waited."""
-    t0 = time.monotonic()
-    last_report = 0.0
-    while True:
-        status, data = client.request("GET", "/v1/stats")
-        if status != 200:
-            raise NewsDedupError(f"GET /v1/stats answered HTTP {status} {_error_text(data)}")
-        stats = json.loads(data)
-        queue = stats.get("queue", stats) if isinstance(stats, dict) else {}
-        if not isinstance(queue, dict):
-            queue = {}
-        left = int(queue.get("pending") or 0) + int(queue.get("in_flight") or 0)
-        waited = time.monotonic() - t0
-        if left == 0:
-            return waited
-        if timeout is not None and waited > timeout:
-            raise NewsDedupError(f"the queue still holds {left} articles after {timeout:.0f}s")
-        if waited - last_report >= 5:
-            last_report = waited
-            print(f"newsdedup ingest: waiting for the workers: {left} articles queued", file=sys.stderr)
-        client.pause(interval)
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Stream a JSON-lines file to POST /v1/articles in batches; prints a JSON summary."""
-    from tqdm import tqdm
+    from newsdedup.ops.ingest import ingest
 
-    from .articles import parse_article
-
-    config = Config.from_env()
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    client = HttpClient(args.url, api_key=args.api_key)
-    stats = client.stats
-    t0 = time.monotonic()
-    summary: dict[str, Any] = {}
-    rc = 0
-    try:
-        with open_lines(args.file) as f, tqdm(desc="ingest", unit=" articles", file=sys.stderr,
-                                              disable=None) as bar:
-            batch: list[tuple[int, dict[str, Any]]] = []
-
-            def flush() -> None:
-                if batch:
-                    _post_batch(client, batch, config.max_body)
-                    bar.update(len(batch))
-                    batch.clear()
-
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    parse_article(obj, max_text_chars=config.max_text_chars, max_id_length=config.max_id_length)
-                except ValueError as e:  # json.JSONDecodeError
-                    stats.rejected += 1
-                    bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: not JSON: {e}", file=sys.stderr)
-                    continue
-                except NewsDedupError as e:
-                    stats.rejected += 1
-                    bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: {e.message}", file=sys.stderr)
-                    continue
-                batch.append((lineno, obj))
-                if len(batch) >= args.batch_size:
-                    flush()
-            flush()
-        if args.wait:
-            summary["waited_seconds"] = round(wait_for_queue(client, timeout=args.wait_timeout), 3)
-    except ConfigError:
-        raise
-    except NewsDedupError as e:  # the service stayed unavailable, or --wait failed: still print the summary
-        print(f"newsdedup ingest: error: {e.message}", file=sys.stderr)
-        rc = 1
-    seconds = time.monotonic() - t0
-    summary = {"accepted": stats.accepted, "rejected": stats.rejected, "batches": stats.batches,
-               "retries": stats.retries, "seconds": round(seconds, 3),
-               "articles_per_second": round(stats.accepted / seconds, 1) if seconds > 0 else None, **summary}
-    if rc:
-        summary["aborted"] = True
-    print(json.dumps(summary), flush=True)
-    return rc or (1 if stats.rejected else 0)
+    return ingest(args)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------------
@@ -617,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="queue worker processes (default: one per core, at most 8; here %(default)s)")
     p.add_argument("--data-dir", default=None,
                    help="embedded Redis data lives in DATA_DIR/redis (default NEWSDEDUP_DATA_DIR or ./var)")
+    p.add_argument("--cluster", action="store_true",
+                   help="start a local Redis Cluster (3 masters + 3 replicas, in DATA_DIR/cluster) instead of one "
+                        "Redis; refused until the engine supports Redis Cluster (docs/cluster.md)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (production server)")

@@ -18,12 +18,12 @@ import redis
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.prepare import analyse
-from newsdedup.prose import Removed, clean_line, clean_lines
-from newsdedup.story import thin_body, titles_differ
-from newsdedup.worker_loop import process_available
+from newsdedup.text.page import analyse
+from newsdedup.text.prose import Removed, clean_line, clean_lines
+from newsdedup.text.story import thin_body, titles_differ
 from tests.procs import cluster_of
 from tests.textgen import EN_WORDS, en_article, zh_article
+from workers.consumer import process_available
 
 # ------------------------------------------------------------------ pure: what is not prose
 

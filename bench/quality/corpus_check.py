@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from newsdedup.config import Config
-from newsdedup.evaluate import run_engine
-from newsdedup.text import normalize, shingle_hashes, tokenize
+from newsdedup.ops.evaluate import run_engine
+from newsdedup.text.normalize import normalize
+from newsdedup.text.tokens import shingle_hashes, tokenize
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CORPORA = {"en": [("reuters21578.jsonl.gz", "reuters"), ("bbc_news_en.jsonl.gz", "bbc")],

