@@ -32,6 +32,7 @@ from . import keys
 from .clustering import Placement, plan
 from .config import Config
 from .errors import IndexMismatch, ProcessingError
+from .explain import headline_member, page_record
 from .minhash import Banding, containments, jaccard, signatures
 from .prepare import Page, analyse_many, boilerplate_lines, clean_text
 from .records import decoded, distinct_members, n4, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
@@ -45,7 +46,7 @@ MAX_BOILERPLATE_FIELDS = 20_000  # per source; above it, shapes seen in one stor
 MAX_BUCKET_MEMBERS = 4096  # articles sharing one band value (boilerplate-only pages): no more are added
 MAX_CANDIDATES = 2000
 # what the worker reads of a queued article (with its payload)
-RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster")
+RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster", "head")
 TXN_RETRIES = 50
 
 
@@ -408,6 +409,8 @@ class Engine:
                 whole = j.packed_text is not None and len(f.page.kept(f.boilerplate)) == f.page.word_lines
                 # the whole text is the body: keep it as the client wrote it, already compressed
                 values["text"] = j.packed_text if whole else pack_text(clean_text(f.page, f.boilerplate))
+                if not whole:  # the page as submitted, for the side-by-side view of what was left out
+                    values.update(page_record(j.packed_text, f.page, f.boilerplate))
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
             idx = self.indexable(f)
@@ -524,7 +527,7 @@ class Engine:
             if not mem:
                 if explicit:
                     txn.delete(keys.cluster(c), keys.cluster_members(c))
-                txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c)
+                txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c).zrem(keys.CLUSTER_SIZES, c)
                 continue
             if len(mem) == 1 and keys.cluster_id(next(iter(mem))) == c and not explicit:
                 continue  # an implicit singleton needs no keys of its own
@@ -536,6 +539,10 @@ class Engine:
                 txn.sadd(keys.cluster_members(c), sorted(mem))
             txn.hset(keys.cluster(c), {"size": len(mem), "canonical": min(mem), "updated_at": now})
             txn.hincrby(keys.cluster(c), "v", 1)
+            if len(mem) >= 2:
+                txn.zadd(keys.CLUSTER_SIZES, len(mem), c)
+            else:
+                txn.zrem(keys.CLUSTER_SIZES, c)
         multi: list[str] = []
         single: list[str] = []
         for c in sorted({pl.cluster_of[j.n] for j in jobs} | {c for c, m in pl.members.items() if m}):
@@ -562,7 +569,13 @@ class Engine:
         for src, counts in sorted(learned.items()):
             txn.hincrn(keys.boilerplate(src), counts)
         for j in jobs:
-            txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
+            head = headline_member(decoded(j.record.get(b"title")) or "", j.n)
+            old_head = j.record.get(b"head")
+            if old_head is not None and old_head != head.encode():
+                txn.srem(keys.HEADLINES, [old_head])
+            txn.sadd(keys.HEADLINES, [head])
+            txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": "", "head": head})
+        txn.incr_expiring(keys.done_bucket(now // keys.DONE_BUCKET_MS), len(jobs), keys.DONE_TTL_MS)
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))
         txn.hincrby(keys.META, "queued", -len(jobs))

@@ -17,7 +17,11 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
                                        repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese; zlib in data written before), attempts, error
+                                       Chinese; zlib in data written before), attempts, error,
+                                       page (the page as submitted, packed like text, when it is
+                                       more than the kept text), lines (JSON {"bp": boilerplate
+                                       line indices, "title": title line indices} of page),
+                                       head (its member of nd:heads)
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -39,6 +43,12 @@ nd:q:dead                      stream  dead-lettered entries {n, ver, reason, at
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
                                        index: the parameters the index was built with
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
+nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
+                                       expires after 2 hours (the overview's "last minute / hour")
+nd:heads                       set     headline search: "<normalised title>\x1f<n>" per processed
+                                       article (searched with SSCAN MATCH; the article's "head"
+                                       field names its member so an update or delete removes it)
+nd:csizes                      zset    clusters with 2+ members scored by size (largest clusters)
 =============================  ======  ==============================================================
 
 The LSH band table is a linear hash table (one per band, split in step): a band
@@ -69,6 +79,10 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+HEADLINES = PREFIX + "heads"
+CLUSTER_SIZES = PREFIX + "csizes"
+DONE_BUCKET_MS = 10_000
+DONE_TTL_MS = 2 * 3600 * 1000
 BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
 BANDS = PREFIX + "bands"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
@@ -98,6 +112,11 @@ def cluster_members(cid: str) -> str:
 
 def boilerplate(source: str) -> str:
     return f"{PREFIX}bp:{source}"
+
+
+def done_bucket(bucket: int) -> str:
+    """Counter of articles finished in 10-second bucket ``bucket`` (ms time // DONE_BUCKET_MS)."""
+    return f"{PREFIX}done:{bucket}"
 
 
 def rate_limit(client: str, minute: int) -> str:

@@ -151,6 +151,9 @@ for _, ins in ipairs(instrs) do
     redis.call("SREM", key(a[1]), unpack(a, 2))
   elseif name == "set" then
     redis.call("SET", key(a[1]), a[2])
+  elseif name == "incrx" then  -- delta, ttl (ms): a counter that expires
+    redis.call("INCRBY", key(a[1]), a[2])
+    redis.call("PEXPIRE", key(a[1]), a[3])
   elseif name == "del" then
     local ks = {}
     for j = 1, #a do ks[j] = key(a[j]) end

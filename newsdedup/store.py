@@ -116,18 +116,22 @@ class Txn:
             self._w("hincrn", self.k(key), *flat[i:i + 1000])
         return self
 
-    def sadd(self, key: str, members: list[int]) -> Txn:
+    def sadd(self, key: str, members: Sequence[Arg]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("sadd", self.k(key), *members[i:i + 1000])
         return self
 
-    def srem(self, key: str, members: list[int]) -> Txn:
+    def srem(self, key: str, members: Sequence[Arg]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("srem", self.k(key), *members[i:i + 1000])
         return self
 
     def set(self, key: str, value: Arg) -> Txn:
         return self._w("set", self.k(key), value)
+
+    def incr_expiring(self, key: str, delta: int, ttl_ms: int) -> Txn:
+        """INCRBY then PEXPIRE: a time-bucketed counter that goes away by itself."""
+        return self._w("incrx", self.k(key), delta, ttl_ms)
 
     def delete(self, *keys: str) -> Txn:
         for i in range(0, len(keys), 1000):
