@@ -23,6 +23,7 @@ from .config import Config
 from .errors import NotFound, TextUnavailable
 from .prepare import Page, analyse
 from .records import decoded, pack_text, unpack_text
+from .store import guarded
 from .text import normalize
 
 MAX_PAGE_BYTES = 256 * 1024  # a packed page above this is not kept (the view falls back to the kept text)
@@ -187,6 +188,7 @@ class Explanation:
         }
 
 
+@guarded
 def explain(client: redis.Redis, config: Config, a_id: str, b_id: str) -> Explanation:
     """Compare two stored articles (in one cluster or not) from what was kept of them."""
     r: Any = client
