@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from .text import TOKEN_RE, hash_tokens, normalize, shingle_sequence
 
-MAX_OCCURRENCES = 16  # a shingle seen more often in one text (a repeated phrase) anchors no passage
+MAX_OCCURRENCES = 16  # a shingle seen more often in B (a stock phrase) continues passages but starts none
 MAX_PASSAGES = 500
 
 
@@ -133,20 +133,21 @@ def _runs(sa: npt.NDArray[np.uint64], sb: npt.NDArray[np.uint64], common: npt.ND
             where.setdefault(h, []).append(j)
     runs: list[list[int]] = []
     active: dict[int, int] = {}  # B position matched at the previous A position -> its run
+    b_list = sb.tolist()
     for i, h in enumerate(sa.tolist()):
-        js = where.get(h)
-        if not js or len(js) > MAX_OCCURRENCES:
-            active = {}
-            continue
         nxt: dict[int, int] = {}
-        for j in js:
-            r = active.get(j - 1)
-            if r is None:
-                runs.append([i, j, 1])
-                r = len(runs) - 1
-            else:
-                runs[r][2] += 1
-            nxt[j] = r
+        if h in shared:
+            for j_prev, r in active.items():  # runs go on through frequent shingles too
+                j = j_prev + 1
+                if j < len(b_list) and b_list[j] == h:
+                    runs[r][2] += 1
+                    nxt[j] = r
+            js = where[h]
+            if len(js) <= MAX_OCCURRENCES:  # but only a rarer shingle starts one
+                for j in js:
+                    if j not in nxt:
+                        runs.append([i, j, 1])
+                        nxt[j] = len(runs) - 1
         active = nxt
     return runs
 

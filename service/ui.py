@@ -166,7 +166,7 @@ def _groups(lines: list[Line]) -> list[dict[str, Any]]:
     """Consecutive lines of one repeated block (or of none) as one group, so a block gets one outline."""
     out = []
     for (block, copy), grp in groupby(lines, key=lambda ln: (ln.block, ln.copy)):
-        out.append({"block": block, "copy": copy, "lines": list(grp)})
+        out.append({"block": block, "left_out": copy, "lines": list(grp)})
     return out
 
 
