@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, current_app, request
+from flask import Flask, current_app, request
+from werkzeug.wrappers import Response
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup

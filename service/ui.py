@@ -29,6 +29,7 @@ from flask import (
     url_for,
 )
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.wrappers import Response as BaseResponse
 
 from newsdedup import views
 from newsdedup.articles import parse_article
@@ -71,7 +72,7 @@ def secret_key(config: Config) -> bytes:
     return os.urandom(32)
 
 
-def page_guard(config: Config) -> tuple[str | None, Response | None]:
+def page_guard(config: Config) -> tuple[str | None, BaseResponse | None]:
     """(the signed-in key's id, or a redirect to the login form) for a page request."""
     kid = session.get("kid")
     ids = {key_id(k) for k in config.api_keys}
@@ -194,7 +195,7 @@ def check() -> str:
 
 
 @ui.route("/ui/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int]:
+def login() -> BaseResponse | str | tuple[str, int]:
     cfg = _config()
     nxt = _safe_next(request.values.get("next"))
     if request.method == "POST":
@@ -208,7 +209,7 @@ def login() -> Response | str | tuple[str, int]:
 
 
 @ui.post("/ui/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     session.clear()
     return redirect(url_for("ui.login") if _config().auth_reads and _config().api_keys else url_for("ui.overview"))
 
