@@ -409,8 +409,7 @@ class Engine:
                 whole = j.packed_text is not None and len(f.page.kept(f.boilerplate)) == f.page.word_lines
                 # the whole text is the body: keep it as the client wrote it, already compressed
                 values["text"] = j.packed_text if whole else pack_text(clean_text(f.page, f.boilerplate))
-                if not whole:  # the page as submitted, for the side-by-side view of what was left out
-                    values.update(page_record(j.packed_text, f.page, f.boilerplate))
+                values.update(page_record(j.packed_text, f.page, f.boilerplate, whole))  # for explanations
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
             idx = self.indexable(f)

@@ -31,13 +31,19 @@ MAX_HEADLINE_CHARS = 300
 FIELDS = ("id", "title", "source", "url", "status", "cluster", "text", "page", "lines", "repeated")
 
 
-def page_record(packed_text: bytes | None, page: Page, boilerplate: set[int]) -> dict[str, bytes | str]:
-    """Fields that keep the submitted page next to its kept text (empty when it is too big to keep)."""
+def page_record(packed_text: bytes | None, page: Page, boilerplate: set[int], whole: bool
+                ) -> dict[str, bytes | str]:
+    """Fields that keep the submitted page next to its kept text (empty when it is too big to keep).
+
+    ``whole``: the kept text is the submitted text itself, so only the (empty) line marks are kept.
+    """
+    lines = json.dumps({"bp": sorted(boilerplate), "title": sorted(page.title_lines)}, separators=(",", ":"))
+    if whole:
+        return {"lines": lines}
     packed = packed_text if packed_text is not None else pack_text("\n".join(ln.raw for ln in page.lines))
     if len(packed) > MAX_PAGE_BYTES:
         return {}
-    lines = {"bp": sorted(boilerplate), "title": sorted(page.title_lines)}
-    return {"page": packed, "lines": json.dumps(lines, separators=(",", ":"))}
+    return {"page": packed, "lines": lines}
 
 
 def headline_member(title: str, n: int) -> str:
@@ -119,6 +125,19 @@ def _repeated(page: Page) -> tuple[list[dict[str, Any]], dict[int, tuple[int, bo
     return blocks, where
 
 
+def _locate(text: str, raws: list[str]) -> list[int] | None:
+    """Where each kept line starts in the kept text (in order), or None when one is not there."""
+    out = []
+    at = 0
+    for raw in raws:
+        i = text.find(raw, at)
+        if i < 0:
+            return None
+        out.append(i)
+        at = i + len(raw)
+    return out
+
+
 def side(article_id: str, rec: dict[bytes, bytes]) -> Side:
     """One article's page, with its kept lines, boilerplate and repeated blocks marked."""
     status = decoded(rec.get(b"status"))
@@ -131,14 +150,14 @@ def side(article_id: str, rec: dict[bytes, bytes]) -> Side:
     text = unpack_text(rec[b"text"])
     title = decoded(rec.get(b"title")) or ""
     page, kept, bp, titles = None, [], set(), set()
-    if rec.get(b"page") and rec.get(b"lines"):
+    if rec.get(b"lines"):  # the page as submitted ("page"), or the kept text when it was the whole page
         try:
             info = json.loads(rec[b"lines"])
-            page = analyse(title, text=unpack_text(rec[b"page"]))
+            page = analyse(title, text=unpack_text(rec[b"page"]) if rec.get(b"page") else text)
             bp, titles = {int(i) for i in info["bp"]}, {int(i) for i in info["title"]}
             page.title_lines = titles
             kept = page.kept(bp)
-            if "\n".join(page.lines[i].raw for i in kept) != text:  # analysed otherwise since: do not guess
+            if _locate(text, [page.lines[i].raw for i in kept]) is None:  # analysed otherwise since: do not guess
                 page = None
         except (ValueError, KeyError, TypeError):
             page = None
@@ -158,12 +177,10 @@ def side(article_id: str, rec: dict[bytes, bytes]) -> Side:
         blk = where.get(i)
         lines.append(Line(n=i, text=ln.raw, boilerplate=i in bp, title=i in titles,
                           block=blk[0] if blk else None, copy=bool(blk and blk[1])))
-    starts = []
-    off = 0
+    offsets = _locate(text, [page.lines[i].raw for i in kept]) or []
     for i in kept:
         lines[i].kept = True
-        starts.append((off, i))
-        off += len(page.lines[i].raw) + 1
+    starts = list(zip(offsets, kept))
     return Side(article_id=article_id, title=title, source=decoded(rec.get(b"source")) or None,
                 url=decoded(rec.get(b"url")) or None,
                 cluster_id=decoded(rec.get(b"cluster")) if status == "done" else None, text=text, lines=lines,
