@@ -150,7 +150,7 @@ class Dedup:
             elif rec.get(b"status") == b"failed":
                 txn.hincrby(keys.META, "failed", -1)
             if rec.get(b"head"):
-                txn.srem(keys.HEADLINES, [rec[b"head"]])
+                txn.cut(keys.headlines(n), rec[b"head"], keys.HEADLINE_SEP)
             txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
             if self.engine.scripts.run(txn):
                 return {"id": article_id, "deleted": True}

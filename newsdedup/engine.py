@@ -569,10 +569,9 @@ class Engine:
             txn.hincrn(keys.boilerplate(src), counts)
         for j in jobs:
             head = headline_member(decoded(j.record.get(b"title")) or "", j.n)
-            old_head = j.record.get(b"head")
-            if old_head is not None and old_head != head.encode():
-                txn.srem(keys.HEADLINES, [old_head])
-            txn.sadd(keys.HEADLINES, [head])
+            if j.record.get(b"head"):  # a new version: its earlier headline goes
+                txn.cut(keys.headlines(j.n), j.record[b"head"], keys.HEADLINE_SEP)
+            txn.append(keys.headlines(j.n), head)
             txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": "", "head": head})
         txn.incr_expiring(keys.done_bucket(now // keys.DONE_BUCKET_MS), len(jobs), keys.DONE_TTL_MS)
         txn.delete(*(keys.payload(j.n) for j in jobs))

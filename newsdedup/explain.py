@@ -47,9 +47,9 @@ def page_record(packed_text: bytes | None, page: Page, boilerplate: set[int], wh
 
 
 def headline_member(title: str, n: int) -> str:
-    """An article's member of the headline search set: its normalised title, then its number."""
-    flat = " ".join(normalize(title).split())[:MAX_HEADLINE_CHARS]
-    return f"{flat}\x1f{n}"
+    """An article's headline-search record: its normalised title (separators folded to spaces), its number."""
+    flat = " ".join(normalize(title).split())[:MAX_HEADLINE_CHARS]  # split() also drops \x1c-\x1f
+    return f"{flat}\x1f{n}{keys.HEADLINE_SEP}"
 
 
 @dataclass

@@ -21,7 +21,7 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        page (the page as submitted, packed like text, when it is
                                        more than the kept text), lines (JSON {"bp": boilerplate
                                        line indices, "title": title line indices} of page),
-                                       head (its member of nd:heads)
+                                       head (its record in nd:heads:{chunk})
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -45,9 +45,11 @@ nd:meta                        hash    counters: queued (accepted, not yet done 
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
                                        expires after 2 hours (the overview's "last minute / hour")
-nd:heads                       set     headline search: "<normalised title>\x1f<n>" per processed
-                                       article (searched with SSCAN MATCH; the article's "head"
-                                       field names its member so an update or delete removes it)
+nd:heads:{chunk}               string  headline search, one string per 1024 article numbers
+                                       (n // 1024): a record "<normalised title>\x1f<n>\x1e" per
+                                       processed article, searched inside Redis with a plain
+                                       substring find; the article's "head" field holds its record
+                                       so that an update or a delete cuts it out
 nd:csizes                      zset    clusters with 2+ members scored by size (largest clusters)
 =============================  ======  ==============================================================
 
@@ -79,7 +81,8 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
-HEADLINES = PREFIX + "heads"
+HEADLINE_CHUNK = 1024  # article numbers per nd:heads:{chunk} string
+HEADLINE_SEP = "\x1e"  # ends each headline record
 CLUSTER_SIZES = PREFIX + "csizes"
 DONE_BUCKET_MS = 10_000
 DONE_TTL_MS = 2 * 3600 * 1000
@@ -112,6 +115,11 @@ def cluster_members(cid: str) -> str:
 
 def boilerplate(source: str) -> str:
     return f"{PREFIX}bp:{source}"
+
+
+def headlines(n: int) -> str:
+    """The headline-search string that holds article ``n``'s record."""
+    return f"{PREFIX}heads:{n // HEADLINE_CHUNK}"
 
 
 def done_bucket(bucket: int) -> str:

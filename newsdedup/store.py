@@ -116,18 +116,25 @@ class Txn:
             self._w("hincrn", self.k(key), *flat[i:i + 1000])
         return self
 
-    def sadd(self, key: str, members: Sequence[Arg]) -> Txn:
+    def sadd(self, key: str, members: list[int]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("sadd", self.k(key), *members[i:i + 1000])
         return self
 
-    def srem(self, key: str, members: Sequence[Arg]) -> Txn:
+    def srem(self, key: str, members: list[int]) -> Txn:
         for i in range(0, len(members), 1000):
             self._w("srem", self.k(key), *members[i:i + 1000])
         return self
 
     def set(self, key: str, value: Arg) -> Txn:
         return self._w("set", self.k(key), value)
+
+    def append(self, key: str, record: Arg) -> Txn:
+        return self._w("append", self.k(key), record)
+
+    def cut(self, key: str, record: Arg, separator: str) -> Txn:
+        """Remove one exact ``record`` (ending in ``separator``) from a string of such records."""
+        return self._w("cut", self.k(key), record, separator)
 
     def incr_expiring(self, key: str, delta: int, ttl_ms: int) -> Txn:
         """INCRBY then PEXPIRE: a time-bucketed counter that goes away by itself."""

@@ -595,7 +595,7 @@ def check_index_invariants(r: redis.Redis) -> None:
       2+ members are the nd:cm sets (no article in two of them), singletons are implicit ``c<n>``;
     - cluster records agree with their member sets, and the cluster zsets list each cluster once;
     - nd:csizes scores exactly the clusters with 2+ members by their size;
-    - nd:heads holds exactly the headline members that articles name in their ``head`` field.
+    - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
     for band, buckets in band_table(r).items():
@@ -624,8 +624,10 @@ def check_index_invariants(r: redis.Redis) -> None:
     for n in order:
         pipe.hmget(keys.article(n), "status", "cluster", "head")
     rows = pipe.execute()
-    named = {h for _, _, h in rows if h is not None}
-    assert set(r.smembers(keys.HEADLINES)) == named, "nd:heads disagrees with the articles' head fields"
+    named = sorted(h for _, _, h in rows if h is not None)
+    stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match="nd:heads:*", count=1000)
+                    for rec in (r.get(key) or b"").split(keys.HEADLINE_SEP.encode())[:-1])
+    assert stored == named, "the headline records disagree with the articles' head fields"
     for n, (st, c, _) in zip(order, rows):
         if st != b"done":
             continue

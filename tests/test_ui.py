@@ -21,6 +21,7 @@ from newsdedup.config import Config
 from newsdedup.explain import explain
 from newsdedup.worker_loop import process_available
 from service.app import create_app
+from tests.procs import check_index_invariants
 from tests.test_e2e import SEED_TITLE, clean_body, site_page
 from tests.textgen import zh_article
 
@@ -204,3 +205,26 @@ def test_highlights_land_on_the_right_characters_of_each_line(seeded: FlaskClien
         in_text = "".join(s.text[a:b] for a, b in sorted(spans)).replace("\n", "")
         assert on_lines == in_text and on_lines
     assert "\n\n" in ex.b.text and ex.b.as_submitted
+
+
+def test_headline_search_follows_updates_and_deletes(config: Config, redis_client: redis.Redis) -> None:
+    c = client_for(config, redis_client)
+    text = "The harbour authority reopened the northern pier after repairs that lasted most of the winter season."
+    post(c, [{"id": "h1", "title": "Pier [reopens]* after REPAIRS", "text": text},
+             {"id": "h2", "title": "Unrelated market report", "text": "Grain prices rose again this week as dry "
+                                                                       "weather cut the expected harvest in the south."}])
+    process_available(redis_client, config)
+    cid = c.get("/v1/articles/h1").get_json()["cluster_id"]
+
+    def found(q: str) -> bool:
+        return f"/ui/clusters/{cid}".encode() in c.get("/ui/clusters", query_string={"q": q, "min_size": 1}).data
+
+    assert found("repairs") and found("[reopens]*") and found("pier repairs") and not found("pier market")
+    post(c, [{"id": "h1", "title": "Northern pier open again", "text": text + " Ferries resume on Monday."}])
+    process_available(redis_client, config)
+    cid = c.get("/v1/articles/h1").get_json()["cluster_id"]
+    assert not found("repairs") and found("open again")
+    check_index_invariants(redis_client)
+    assert c.delete("/v1/articles/h1").status_code == 200
+    assert not found("open again")
+    check_index_invariants(redis_client)
