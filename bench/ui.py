@@ -29,9 +29,9 @@ from newsdedup import keys  # noqa: E402
 from newsdedup.articles import parse_article  # noqa: E402
 from newsdedup.config import Config  # noqa: E402
 from newsdedup.dedup import Dedup  # noqa: E402
-from newsdedup.redis_server import RedisServer  # noqa: E402
-from newsdedup.worker_loop import Worker  # noqa: E402
+from newsdedup.ops.redis_server import RedisServer  # noqa: E402
 from service.app import create_app  # noqa: E402
+from workers.consumer import Worker  # noqa: E402
 
 
 def fill(r: redis.Redis, cfg: Config, corpus: Corpus, n: int, batch: int = 500) -> float:

@@ -17,14 +17,14 @@ from typing import Any
 
 import redis
 
-from . import keys
-from .compare import Comparison, compare, marked
-from .config import Config
-from .errors import NotFound, TextUnavailable
-from .prepare import Page, analyse
-from .records import decoded, pack_text, unpack_text
-from .store import guarded
-from .text import normalize
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.errors import NotFound, TextUnavailable
+from newsdedup.storage.records import decoded, pack_text, unpack_text
+from newsdedup.storage.txn import guarded
+from newsdedup.text.compare import Comparison, compare, marked
+from newsdedup.text.normalize import normalize
+from newsdedup.text.page import Page, analyse
 
 MAX_PAGE_BYTES = 256 * 1024  # a packed page above this is not kept (the view falls back to the kept text)
 MAX_HEADLINE_CHARS = 300

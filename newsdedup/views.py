@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from . import keys
-from .records import decoded, rfc3339
-from .text import normalize
+from newsdedup import keys
+from newsdedup.storage.records import decoded, rfc3339
+from newsdedup.text.normalize import normalize
 
 SOURCES_SHOWN = 5
 MEMBERS_SAMPLED = 50  # members read to list a cluster's sources

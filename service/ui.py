@@ -37,7 +37,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NewsDedupError, ValidationError
 from newsdedup.explain import Explanation, Line, explain
-from newsdedup.records import now_ms
+from newsdedup.storage.records import now_ms
 
 from .auth import key_id, valid_key
 

@@ -24,7 +24,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.ops.redis_server import RedisServer, free_port
 from tests.procs import (
     Http,
     Procs,

@@ -1,10 +1,10 @@
-"""Passage alignment and exact figures (newsdedup.compare) on small written cases, Chinese and English."""
+"""Passage alignment and exact figures (newsdedup.text.compare) on small written cases, Chinese and English."""
 
 from __future__ import annotations
 
 import pytest
 
-from newsdedup.compare import compare, marked, tokenise
+from newsdedup.text.compare import compare, marked, tokenise
 
 EN = [
     "The city council approved the new budget on Tuesday after a long debate about school funding.",

@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.explain import explain
-from newsdedup.worker_loop import process_available
 from service.app import create_app
 from tests.procs import check_index_invariants
 from tests.test_e2e import SEED_TITLE, clean_body, site_page
 from tests.textgen import zh_article
+from workers.consumer import process_available
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -211,8 +211,8 @@ def test_headline_search_follows_updates_and_deletes(config: Config, redis_clien
     c = client_for(config, redis_client)
     text = "The harbour authority reopened the northern pier after repairs that lasted most of the winter season."
     post(c, [{"id": "h1", "title": "Pier [reopens]* after REPAIRS", "text": text},
-             {"id": "h2", "title": "Unrelated market report", "text": "Grain prices rose again this week as dry "
-                                                                       "weather cut the expected harvest in the south."}])
+             {"id": "h2", "title": "Unrelated market report",
+              "text": "Grain prices rose again this week as dry weather cut the expected harvest in the south."}])
     process_available(redis_client, config)
     cid = c.get("/v1/articles/h1").get_json()["cluster_id"]
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .text import TOKEN_RE, hash_tokens, normalize, shingle_sequence
+from newsdedup.text.normalize import normalize
+from newsdedup.text.tokens import TOKEN_RE, hash_tokens, shingle_sequence
 
 MAX_OCCURRENCES = 16  # a shingle seen more often in B (a stock phrase) continues passages but starts none
 MAX_PASSAGES = 500
