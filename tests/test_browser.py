@@ -84,8 +84,11 @@ def severe_console(driver: webdriver.Chrome) -> list[dict[str, Any]]:
 
 def shot(driver: webdriver.Chrome, path: Path) -> None:
     """A full-page screenshot: the window grows to the document's height first."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1500, min(max(int(height) + 40, 800), 6000))
+    for _ in range(2):  # the window's chrome takes some of its height: measure again once resized
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        inner = driver.execute_script("return window.innerHeight")
+        outer = driver.get_window_size()["height"]
+        driver.set_window_size(1500, min(max(int(height) + outer - int(inner), 800), 6000))
     driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000
     driver.set_window_size(1500, 1100)
