@@ -21,7 +21,9 @@ What is left decides whether the page tells a story (``content_reason``).
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 _BAD_RUN = re.compile(r"[\ufffd\x80-\x9f]{2,}")  # undecodable runs: removed wherever they are
 _BAD = re.compile(r"[\ufffd\x80-\x9f]")
@@ -41,6 +43,9 @@ _CODE_SIGNAL = re.compile(
     r"|[A-Za-z_$][\w$]*\.[A-Za-z_$][\w$]*\(|\b[A-Za-z_$][\w$]*\((?!\s*\d+\s*\))"  # calls
     r"|(?:^|[\s,])[.#][a-z_][\w-]*\b|^\s*(?://|/\*|\*/|#include|@media|@import|@font-face)|\*/\s*$"  # CSS, comments
     r"|[\w-]+\s*:\s*[#\w.%-]+\s*(?:!important)?;|\"[\w-]+\"\s*:\s*[\"\[{\d tfn]")  # declarations, JSON
+
+# what any removable material needs (a page or line without it is prose as it is: the common case)
+_SUSPECT = re.compile(r"[{}<>=;\\/&|\ufffd\x80-\x9f]|www\.|\w\(|[A-Za-z0-9+_-]{32}")
 
 UNDECODABLE_SHARE = 0.3  # a line whose letters are this share U+FFFD / C1 or more is undecodable
 CODE_SIGNALS_PER_CHAR = 1 / 50  # code signals per character of a line that make it code
@@ -71,11 +76,11 @@ def _code_like(line: str) -> bool:
     n = len(line)
     if n == 0:
         return False
-    signals = len(_CODE_SIGNAL.findall(line))
-    if signals < MIN_CODE_SIGNALS or signals < n * CODE_SIGNALS_PER_CHAR:
+    # CJK prose with a few brackets or semicolons stays prose (and is not searched for code signals)
+    if not line.isascii() and len(_CJK.findall(line)) * 3 >= n - line.count(" "):
         return False
-    # CJK prose with a few brackets or semicolons stays prose
-    return len(_CJK.findall(line)) * 3 < len(line.replace(" ", ""))
+    signals = len(_CODE_SIGNAL.findall(line))
+    return signals >= MIN_CODE_SIGNALS and signals >= n * CODE_SIGNALS_PER_CHAR
 
 
 def clean_line(line: str, removed: Removed) -> str:
@@ -89,11 +94,15 @@ def clean_line(line: str, removed: Removed) -> str:
             removed.undecodable += len(line)
             removed.lines["undecodable"] = removed.lines.get("undecodable", 0) + 1
             return ""
-        line = _BAD.sub("", _BAD_RUN.sub(" ", line))
+        line = " ".join(_BAD.sub("", _BAD_RUN.sub(" ", line)).split())
         removed.undecodable += bad
     before = len(line)
-    stripped = " ".join(_BASE64.sub(lambda m: m.group(0) if _wordish(m.group(0)) else " ",
-                                    _URL.sub(" ", _TAG.sub(" ", line))).split())
+    stripped = _TAG.sub(" ", line) if "<" in line else line
+    if "/" in stripped or "www." in stripped or "=" in stripped:
+        stripped = _URL.sub(" ", stripped)
+    stripped = _BASE64.sub(lambda m: m.group(0) if _wordish(m.group(0)) else " ", stripped)
+    if len(stripped) != before:
+        stripped = " ".join(stripped.split())
     if _code_like(stripped):  # judged without its URLs and tags (their "=" and "?" are not code)
         removed.script += before
         removed.lines["script"] = removed.lines.get("script", 0) + 1
@@ -114,9 +123,20 @@ def _wordish(run: str) -> bool:
 def clean_lines(lines: list[str]) -> tuple[list[str], Removed]:
     """The prose lines of a page (empty ones dropped) and what was removed."""
     removed = Removed()
+    joined = "\n".join(lines)
+    # one scan of the page for what removable material needs; only the lines it hits are examined
+    hits = [m.start() for m in _SUSPECT.finditer(joined)]
+    if not hits:
+        removed.kept = len(joined) - len(lines) + 1
+        return [ln for ln in lines if ln.strip()], removed
+    ends = list(accumulate(len(ln) + 1 for ln in lines))
+    suspect = {bisect_right(ends, h) for h in hits}
     out = []
-    for ln in lines:
-        c = clean_line(ln, removed)
-        if c.strip():
-            out.append(c.strip())
+    for i, ln in enumerate(lines):
+        if i in suspect:
+            ln = clean_line(ln, removed).strip()
+        else:
+            removed.kept += len(ln)
+        if ln:
+            out.append(ln)
     return out, removed
