@@ -24,6 +24,7 @@ from newsdedup.errors import ConfigError
 from newsdedup.redis_server import free_port
 from newsdedup.worker_loop import process_available as process
 from service import create_app
+from tests.procs import check_index_invariants, cluster_record
 from tests.textgen import near_copy, word_story
 
 _VOCABULARY = ("city council budget vote school road tax river bridge mayor election police weather storm market "
@@ -187,12 +188,21 @@ def test_delete(client: FlaskClient, redis_client: redis.Redis, cfg: Config) -> 
     text = story(7)
     post_json(client, "/v1/articles", {"articles": [{"id": "d1", "text": text}, {"id": "d2", "text": near_copy(text)}]})
     process(redis_client, cfg)
+    cid = client.get("/v1/articles/d1").get_json()["cluster_id"]
+    assert client.get(f"/v1/clusters/{cid}").get_json()["size"] == 2
     r = client.delete("/v1/articles/d2")
     assert r.status_code == 200 and r.get_json() == {"id": "d2", "deleted": True}
     assert client.get("/v1/articles/d2").status_code == 404
     assert client.delete("/v1/articles/d2").status_code == 404
-    assert client.get("/v1/articles/d1").get_json()["duplicates"] == []
+    d1 = client.get("/v1/articles/d1").get_json()
+    assert d1["duplicates"] == [] and d1["cluster_id"] == cid
+    n1 = int(redis_client.hget(keys.IDS, "d1") or 0)
+    assert cluster_record(redis_client, cid) == {"size": 1, "canonical": n1, "members": {n1}, "zsets": {"singles"}}
+    view = client.get(f"/v1/clusters/{cid}").get_json()
+    assert (view["size"], [m["id"] for m in view["members"]]) == (1, ["d1"])
+    assert client.get("/v1/clusters").get_json()["clusters"] == []  # min_size 2 by default
     assert client.get("/v1/stats").get_json()["articles"] == 1
+    check_index_invariants(redis_client)
 
 
 def test_check_finds_duplicates_without_storing(client: FlaskClient, redis_client: redis.Redis,
