@@ -176,6 +176,10 @@ def test_repost_same_content_is_a_no_op_and_changed_content_requeues(client: Fla
     changed = post_json(client, "/v1/articles", {**art, "text": story(5)})
     assert changed.get_json()["articles"][0]["status"] == "queued"
     assert client.get("/v1/stats").get_json()["queue"]["pending"] == 1
+    check_index_invariants(redis_client)  # queued again: still in its cluster until processed
+    process(redis_client, cfg)
+    assert client.get("/v1/articles/r1").get_json()["status"] == "done"
+    check_index_invariants(redis_client)
 
 
 def test_derived_ids_are_stable(client: FlaskClient) -> None:

@@ -93,7 +93,7 @@ def test_up_serves_clusters_and_keeps_them_across_a_restart(tmp_path: Path, proc
                                                             seed_page_text: str) -> None:
     data_dir = tmp_path / "var"
     up, http = start_up(procs, data_dir, workers=2)
-    wait_until(lambda: "API listening on" in up.log(), 10, message="the banner")
+    wait_until(lambda: "API listening on" in up.log(), 30, message="the banner")
 
     corpus = make_corpus(14, seed=9090, copies=(1, 3), singles=4)
     seed = {"id": "seed", "title": SEED_TITLE, "text": seed_page_text, "source": "华龙网"}

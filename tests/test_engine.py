@@ -201,6 +201,8 @@ def test_cluster_ids_are_stable_and_merged_ids_resolve(dedup: Dedup, config: Con
     assert final == c1 == cluster_of(dedup, "p2")  # earliest article's id wins
     view = dedup.cluster(c2)
     assert view["merged_into"] == c1 and view["size"] == 5
+    assert cluster_record(dedup.r, c2) == {"size": None, "canonical": None, "members": set(), "zsets": set()}
+    check_index_invariants(dedup.r)
 
 
 def test_update_moves_article_and_delete_removes_it(dedup: Dedup, config: Config) -> None:
@@ -299,6 +301,7 @@ def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
     for key in dedup.r.scan_iter(match="nd:cm:*"):
         assert dedup.r.scard(key) == 2
     assert dedup.stats()["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
+    check_index_invariants(dedup.r)
 
 
 def test_check_finds_duplicates_without_storing(dedup: Dedup, config: Config) -> None:
