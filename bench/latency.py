@@ -36,7 +36,7 @@ from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.ops.redis_server import RedisServer, free_port
 
 STEP_DEADLINE = 120.0
 

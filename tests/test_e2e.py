@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.ops.redis_server import RedisServer, free_port
 from tests.procs import (
     PYTHON,
     Http,

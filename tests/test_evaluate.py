@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from newsdedup.evaluate import _lang, _naive_shingles, main, minhash_naive, score, simhash_naive
+from newsdedup.ops.evaluate import _lang, _naive_shingles, main, minhash_naive, score, simhash_naive
 from tests.textgen import en_article, zh_article
 
 
