@@ -195,6 +195,7 @@ def main() -> int:
         print(f"-- failed-scrape cluster {c}: " + " | ".join(f"{rows[i]['id']} ({len(rows[i]['text'])} chars)"
                                                           for i in members[c][:4]), file=sys.stderr)
     for name, xs in (("co-clustered, unrelated", [(i, j) for i, j, *_ in unrelated]),
+                     ("Jaccard >= 0.9, not clustered", [(i, j) for i, j, s in jac9 if not s]),
                      ("containment >= 0.9, not clustered", [(i, j) for i, j, s in cont9 if not s])):
         if xs and a.show:
             print(f"-- {name} (first {a.show}): ids, exact J / C, prose sizes", file=sys.stderr)
