@@ -23,7 +23,7 @@ NEWSDEDUP_SHINGLE_CJK              4                shingle length for CJK-domin
 NEWSDEDUP_SHINGLE_LATIN            3                shingle length for other text (tokens)
 NEWSDEDUP_MIN_TOKENS               8                texts with fewer tokens are not indexed by LSH;
                                                     fewer left once page code is removed: no story
-NEWSDEDUP_THIN_BODY_TOKENS         60               a body with fewer tokens (CJK: twice as many)
+NEWSDEDUP_THIN_BODY_TOKENS         50               a body with fewer tokens (CJK: twice as many)
                                                     besides chrome is thin: its title decides
 NEWSDEDUP_BOILERPLATE_MIN_DOCS     4                a line seen in this many docs of a source ...
 NEWSDEDUP_BOILERPLATE_MIN_SHARE    0.01             ... and in this share of them is boilerplate
@@ -118,7 +118,7 @@ class Config:
     shingle_cjk: int = 4
     shingle_latin: int = 3
     min_tokens: int = 8
-    thin_body_tokens: int = 60
+    thin_body_tokens: int = 50
     boilerplate_min_docs: int = 4
     boilerplate_min_share: float = 0.01
     merge_ratio: float = 0.5

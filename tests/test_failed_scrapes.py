@@ -132,7 +132,7 @@ def wrong_charset(text: str, lang: str) -> str:
 CONSENT = {
     "en": "We value your privacy\nWe and our partners store and access information on your device, such as cookies, "
           "and process personal data to personalise content and ads, measure them and improve our services.\n"
-          "You can accept or manage your choices at any time in the privacy settings.\nAccept all\nManage options",
+          "You can accept or manage your choices in the privacy settings.\nAccept all\nManage options",
     "zh": "我们重视您的隐私\n我们和合作伙伴会在您的设备上存储和访问信息，例如使用网站数据，"
           "并处理个人数据以提供个性化内容和广告、衡量效果并改进服务。\n您可以随时在隐私设置中接受或管理您的选择。\n全部接受\n管理选项",
 }
