@@ -22,6 +22,8 @@ from .errors import NotFound, StorageUnavailable, ValidationError
 from .minhash import containments, jaccard
 from .prepare import analyse
 from .records import decoded, now_ms, pack_payload, rfc3339, unpack_sig, unpack_text
+from .removal import Removal
+from .retention import retention_ms
 from .store import Txn, guarded
 
 MAX_LISTED_MEMBERS = 200
@@ -58,7 +60,7 @@ class Dedup:
             pipe = self.r.pipeline(transaction=False)
             for i in todo:
                 if i in nums:
-                    pipe.hmget(keys.article(nums[i]), "chash", "status", "ver")
+                    pipe.hmget(keys.article(nums[i]), "chash", "status", "ver", "ingested_at")
             recs = dict(zip([i for i in todo if i in nums], pipe.execute()))
             fresh = [i for i in todo if i not in nums]
             top = self.r.incrby(keys.SEQ, len(fresh)) if fresh else 0
@@ -75,7 +77,7 @@ class Dedup:
                           "lang": art.lang or "", "attempts": 0, "error": ""}
                 payload = pack_payload(art.text, art.html)
                 if i in recs:
-                    old_chash, status, ver = recs[i]
+                    old_chash, status, ver, ingested = recs[i]
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
                         results[i] = {"id": i, "status": status.decode(), "href": href(i)}
                         txn.expect_field(keys.article(n), "chash", chash)
@@ -84,6 +86,7 @@ class Dedup:
                     txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
                     txn.hset(keys.article(n), {**fields, "ver": new_ver, "updated_at": now})
                     txn.set(keys.payload(n), payload)
+                    txn.zadd(keys.EXPIRY, retention_ms(self.cfg, int(ingested or now), art.published_at), str(n))
                     if status != b"queued":
                         queued_delta += 1
                     if status == b"failed":
@@ -95,6 +98,7 @@ class Dedup:
                     txn.hset(keys.IDS, {i: n})
                     txn.hset(keys.article(n), {**fields, "ver": 1, "ingested_at": now})
                     txn.set(keys.payload(n), payload)
+                    txn.zadd(keys.EXPIRY, retention_ms(self.cfg, now, art.published_at), str(n))
                     queued_delta += 1
                     results[i] = {"id": i, "status": "queued", "href": href(i)}
                 txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
@@ -115,41 +119,10 @@ class Dedup:
 
     @guarded
     def delete(self, article_id: str) -> dict[str, Any]:
-        """Remove an article from the index and its cluster (the cluster keeps its id)."""
-        for _ in range(SUBMIT_RETRIES):
-            n = self._number(article_id)
-            rec = self.r.hgetall(keys.article(n))
-            txn = Txn()
-            txn.expect_field(keys.IDS, article_id, n).expect_field(keys.article(n), "ver", rec.get(b"ver"))
-            sig = unpack_sig(rec.get(b"sig", b""), self.cfg.num_perm)
-            if sig is not None and rec.get(b"iver"):
-                self.engine.unindex(txn, n, sig)
-            cid = decoded(rec.get(b"cluster"))
-            if cid:
-                txn.expect_field(keys.article(n), "cluster", cid)
-                v = self.r.hget(keys.cluster(cid), "v")
-                if v is not None:
-                    members = {int(m) for m in self.r.smembers(keys.cluster_members(cid))} - {n}
-                    txn.expect_field(keys.cluster(cid), "v", v)
-                    txn.srem(keys.cluster_members(cid), [n]).hincrby(keys.cluster(cid), "v", 1)
-                    if members:
-                        txn.hset(keys.cluster(cid), {"size": len(members), "canonical": min(members),
-                                                     "updated_at": now_ms()})
-                        if len(members) < 2:
-                            txn.zrem(keys.CLUSTERS, cid).zadd(keys.SINGLES, now_ms(), cid)
-                    else:
-                        txn.delete(keys.cluster(cid)).delete(keys.cluster_members(cid))
-                        txn.zrem(keys.CLUSTERS, cid).zrem(keys.SINGLES, cid)
-                else:
-                    txn.zrem(keys.SINGLES, cid)
-            if rec.get(b"status") == b"queued":
-                txn.hincrby(keys.META, "queued", -1)
-            elif rec.get(b"status") == b"failed":
-                txn.hincrby(keys.META, "failed", -1)
-            txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
-            if self.engine.scripts.run(txn):
-                return {"id": article_id, "deleted": True}
-        raise StorageUnavailable("the article kept changing while being deleted; retry", retry_after=1)
+        """Remove an article from the index and its cluster (the cluster keeps its id): the sweeper's path."""
+        if not Removal(self.r, self.cfg, self.engine).delete_id(article_id):
+            raise NotFound(f"no article with id {article_id!r}")
+        return {"id": article_id, "deleted": True}
 
     @guarded
     def retry_failed(self, ids: list[str] | None = None) -> dict[str, Any]:
@@ -187,6 +160,9 @@ class Dedup:
     def _number(self, article_id: str) -> int:
         n = self.r.hget(keys.IDS, article_id)
         if n is None:
+            if self.r.exists(keys.tombstone(article_id)):
+                raise NotFound(f"article {article_id!r} expired: it was older than the retention window "
+                               "(NEWSDEDUP_RETENTION) and was removed", code="expired")
             raise NotFound(f"no article with id {article_id!r}")
         return int(n)
 
@@ -345,8 +321,8 @@ class Dedup:
     @guarded
     def stats(self) -> dict[str, Any]:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed")
-        articles, multi, single, (queued, failed) = pipe.execute()
+        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed", "expired")
+        articles, multi, single, (queued, failed, expired) = pipe.execute()
         try:
             in_flight = int(self.r.xpending(keys.QUEUE, keys.GROUP)["pending"])
         except redis.exceptions.ResponseError:
@@ -354,7 +330,7 @@ class Dedup:
         queued_n = max(0, int(queued or 0))
         in_flight = min(in_flight, queued_n)
         return {"articles": int(articles), "clusters": int(multi) + int(single),
-                "clusters_with_duplicates": int(multi),
+                "clusters_with_duplicates": int(multi), "expired": int(expired or 0),
                 "queue": {"pending": queued_n - in_flight, "in_flight": in_flight, "failed": int(failed or 0)}}
 
     @guarded

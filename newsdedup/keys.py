@@ -36,8 +36,16 @@ nd:bp:{source}                 hash    boilerplate learning per source: field = 
                                        hash -> number of docs containing it; field "#docs" = docs
 nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
-nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
+nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,
+                                       expired (removed by the retention sweeper);
                                        index: the parameters the index was built with
+nd:expiry                      zset    every stored article number scored by its retention time (ms:
+                                       ingested_at, or published_at under NEWSDEDUP_RETENTION_BY=
+                                       published); written and removed with the article
+nd:gone:{id}                   string  tombstone of an expired article: when it expired (ms); expires
+                                       itself after one retention window (GET answers "expired")
+nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
+                                       expires (PX) if that worker dies
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 =============================  ======  ==============================================================
 
@@ -71,6 +79,8 @@ META = PREFIX + "meta"
 GROUP = "workers"
 BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
 BANDS = PREFIX + "bands"
+EXPIRY = PREFIX + "expiry"
+SWEEP_LEASE = PREFIX + "sweep"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
@@ -94,6 +104,10 @@ def cluster(cid: str) -> str:
 
 def cluster_members(cid: str) -> str:
     return f"{PREFIX}cm:{cid}"
+
+
+def tombstone(article_id: str) -> str:
+    return f"{PREFIX}gone:{article_id}"
 
 
 def boilerplate(source: str) -> str:

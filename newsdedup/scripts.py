@@ -178,9 +178,39 @@ for _, ins in ipairs(instrs) do
       if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
       redis.call("HINCRBY", skey, "entries", -1)
     end
+  elseif name == "unbandm" then  -- state key, bucket prefix, initial level, n4, band values (4 bytes each)
+    -- every band entry of one article: the state is read once and counted down once
+    local skey = key(a[1])
+    local level, nxt = bt_state(skey, a[3])
+    local vs, fs, nb = bt_values(a[5])
+    local gone = 0
+    for b = 1, nb do
+      local bkey = bt_key(a[2], b - 1, bt_addr(vs[b], level, nxt))
+      local s = redis.call("GET", bkey)
+      local at = s and bt_aligned(s, fs[b] .. a[4], 1)
+      if at then
+        s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+        if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
+        gone = gone + 1
+      end
+    end
+    if gone > 0 then redis.call("HINCRBY", skey, "entries", -gone) end
+  elseif name == "setpx" then  -- key, value, milliseconds to live
+    redis.call("SET", key(a[1]), a[2], "PX", a[3])
   end
 end
 return {1}
+"""
+
+# The sweeper lease (KEYS[1]): renewed or released only by the holder of the token (ARGV[1]), so a
+# worker whose lease ran out while it was busy never cuts short or frees another worker's.
+LEASE_RENEW = r"""
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return 0
+"""
+LEASE_RELEASE = r"""
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0
 """
 
 # KEYS: band-table state, article keys...

@@ -162,6 +162,14 @@ class Txn:
         """Remove one entry (band value, member) from the LSH band table."""
         return self._w("unband", self.k(state_key), prefix, initial_level, band, value, member4)
 
+    def unband_all(self, state_key: str, prefix: str, initial_level: int, member4: bytes, values: bytes) -> Txn:
+        """Remove a member's entry in every band (``values``: its band values, 4 bytes per band)."""
+        return self._w("unbandm", self.k(state_key), prefix, initial_level, member4, values)
+
+    def set_px(self, key: str, value: Arg, ttl_ms: int) -> Txn:
+        """SET with an expiry (a key that cleans itself up)."""
+        return self._w("setpx", self.k(key), value, max(1, int(ttl_ms)))
+
 
 class Scripts:
     """The registered Lua scripts of one Redis client (EVALSHA with automatic reload)."""

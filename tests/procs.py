@@ -593,7 +593,9 @@ def check_index_invariants(r: redis.Redis) -> None:
     - the band table is consistent (see :func:`band_table`) and holds an entry at most once;
     - every done article is in exactly one cluster, the one its ``cluster`` field names: clusters with
       2+ members are the nd:cm sets (no article in two of them), singletons are implicit ``c<n>``;
-    - cluster records agree with their member sets, and the cluster zsets list each cluster once.
+    - cluster records agree with their member sets, and the cluster zsets list each cluster once;
+    - a cluster left with one member by a removal keeps its id while the member does (an explicit
+      cluster of one, in nd:singles), unless that member is its founder (then it is implicit again).
     """
     nums = {n: i for i, n in article_numbers(r).items()}
     for band, buckets in band_table(r).items():
@@ -605,14 +607,17 @@ def check_index_invariants(r: redis.Redis) -> None:
     for key in r.scan_iter(match="nd:cm:*", count=1000):
         cid = key.decode()[len("nd:cm:"):]
         mem = [int(m) for m in r.smembers(key)]
-        assert len(mem) >= 2, f"explicit cluster {cid} has {len(mem)} member(s)"
-        size = r.hget(keys.cluster(cid), "size")
+        assert len(mem) >= 2 or (len(mem) == 1 and keys.cluster_id(mem[0]) != cid), \
+            f"explicit cluster {cid} has member(s) {mem}"
+        size, canonical = r.hmget(keys.cluster(cid), "size", "canonical")
         assert size is not None and int(size) == len(mem), (cid, size, mem)
+        assert canonical is not None and int(canonical) == min(mem), (cid, canonical, mem)
         for m in mem:
             assert m not in member_of, f"article {m} is in clusters {member_of[m]} and {cid}"
             member_of[m] = cid
-        assert r.zscore(keys.CLUSTERS, cid) is not None, f"cluster {cid} is missing from nd:clusters"
-        assert r.zscore(keys.SINGLES, cid) is None, f"cluster {cid} is in both zsets"
+        listed, other = (keys.CLUSTERS, keys.SINGLES) if len(mem) >= 2 else (keys.SINGLES, keys.CLUSTERS)
+        assert r.zscore(listed, cid) is not None, f"cluster {cid} of {len(mem)} is missing from {listed}"
+        assert r.zscore(other, cid) is None, f"cluster {cid} is in both zsets"
     pipe = r.pipeline(transaction=False)
     order = sorted(nums)
     for n in order:
@@ -628,3 +633,42 @@ def check_index_invariants(r: redis.Redis) -> None:
             assert cid == keys.cluster_id(n), f"article {n} says cluster {cid}, which does not list it"
             assert not r.exists(keys.cluster(cid)), f"singleton {cid} has a cluster record"
             assert r.zscore(keys.SINGLES, cid) is not None, f"singleton {cid} is missing from nd:singles"
+
+
+def stored_traces(r: redis.Redis, n: int, article_id: str, band_numbers: set[int]) -> dict[str, bool]:
+    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries."""
+    return {"record": bool(r.exists(keys.article(n))), "payload": bool(r.exists(keys.payload(n))),
+            "id": r.hget(keys.IDS, article_id) == str(n).encode(), "expiry": r.zscore(keys.EXPIRY, n) is not None,
+            "bands": n in band_numbers}
+
+
+def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple[set[str], set[str]]:
+    """Every article of ``before`` (id -> number; done, indexed) is wholly there or wholly gone.
+
+    Returns (kept ids, removed ids). Also checks the index invariants, that the time index names
+    only stored articles, that no cluster names a removed article and that the zsets only hold
+    clusters that exist.
+    """
+    check_index_invariants(r)
+    numbers = {m for _, m in band_entries(r)}
+    kept, removed = set(), set()
+    for i, n in before.items():
+        traces = stored_traces(r, n, i, numbers)
+        if traces["record"]:
+            assert traces == {**traces, "id": True, "expiry": True, "bands": True}, (i, n, traces)
+            kept.add(i)
+        else:
+            assert not any(traces.values()), f"article {i} ({n}) is half removed: {traces}"
+            removed.add(i)
+    stored = {int(n) for n in r.hvals(keys.IDS)}
+    assert {int(m) for m in r.zrange(keys.EXPIRY, 0, -1)} == stored, "time index and stored articles differ"
+    gone = {before[i] for i in removed}
+    for key in r.scan_iter(match="nd:cm:*", count=1000):
+        assert not {int(m) for m in r.smembers(key)} & gone, f"{key!r} names removed articles"
+    for zkey in (keys.CLUSTERS, keys.SINGLES):
+        for c in r.zrange(zkey, 0, -1):
+            cid = c.decode()
+            if not r.exists(keys.cluster(cid)):  # implicit: its founding article is there and in it
+                num = keys.cluster_number(cid)
+                assert num is not None and r.hget(keys.article(num), "cluster") == c, f"{zkey} lists gone {cid}"
+    return kept, removed

@@ -1,0 +1,1 @@
+"""Operator commands behind ``newsdedup`` subcommands (code the CLI loads lazily)."""
