@@ -233,6 +233,21 @@ class Synthetic:
             total += len(s)
         return _Draft(lang=lang, title=title, sentences=keep, source=source)
 
+    @staticmethod
+    def sources() -> tuple[str, ...]:
+        return _SOURCES
+
+    @staticmethod
+    def footer(source: str) -> str:
+        """The line a source stamps under every article ("" for sources without one), newline first."""
+        f = _FOOTERS.get(source)
+        return "\n" + f if f else ""
+
+    def sentences(self, k: int) -> tuple[str, list[str]]:
+        """(language, sentences) of original article ``k``: material for other generators."""
+        d = self._draft(k)
+        return d.lang, d.sentences
+
     def _render(self, d: _Draft, rng: np.random.Generator) -> str:
         text = _paragraphs(d.sentences, d.lang == "zh", rng)
         footer = _FOOTERS.get(d.source)

@@ -17,7 +17,9 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
                                        repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese; zlib in data written before), attempts, error
+                                       Chinese; zlib in data written before), attempts, error,
+                                       bpsh (the line shapes it added to nd:bp:{source}, 8 bytes
+                                       each: taken back when the article is removed)
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -34,6 +36,7 @@ nd:singles                     zset    clusters with 1 member scored by updated_
                                        zsets together hold every cluster of a processed article
 nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
+                                       (stories stored: a removed article's shapes are taken back)
 nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,

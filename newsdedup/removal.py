@@ -2,9 +2,10 @@
 
 A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.store.Txn`): band
 entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
-membership and counters, all or nothing. A concurrent change (a worker indexing or clustering one
-of them, a re-post) fails the checks and the batch is read again, so nothing is ever half removed
-and running a removal twice (a sweeper killed and restarted) is harmless.
+membership, the line shapes it taught its source's boilerplate state, and counters, all or
+nothing. A concurrent change (a worker indexing or clustering one of them, a re-post) fails the
+checks and the batch is read again, so nothing is ever half removed and running a removal twice
+(a sweeper killed and restarted) is harmless.
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses); a cluster left with only
@@ -23,12 +24,12 @@ import redis
 
 from . import keys
 from .config import Config
-from .engine import Engine
+from .engine import Engine, source_key
 from .errors import StorageUnavailable
 from .records import decoded, now_ms, unpack_sig
 from .store import Txn
 
-FIELDS = ("id", "ver", "iver", "sig", "status", "cluster")
+FIELDS = ("id", "ver", "iver", "sig", "status", "cluster", "bpsh", "source", "url")
 RETRIES = 20
 
 
@@ -90,6 +91,11 @@ class Removal:
             sig = unpack_sig(rec["sig"] or b"", self.cfg.num_perm)
             if sig is not None and rec["iver"]:
                 self.engine.unindex(txn, n, sig)
+            shapes = rec["bpsh"]
+            if shapes is not None:  # the story's line shapes were learned: they are forgotten with it
+                src = source_key(decoded(rec["source"]), decoded(rec["url"]))
+                txn.hdecr(keys.boilerplate(src), [keys.BP_DOCS_FIELD] + [shapes[i:i + 8]
+                                                                         for i in range(0, len(shapes), 8)])
             cid = decoded(rec["cluster"])
             if cid:
                 gone_of.setdefault(cid, set()).add(n)

@@ -34,7 +34,7 @@ from .removal import Removal
 
 log = logging.getLogger(__name__)
 
-BATCH = 50  # articles per atomic removal: measured in bench/retention.py (SLOWLOG), a few ms at 37 bands
+BATCH = 20  # articles per atomic removal (37 band entries each): see bench/retention.py for its longest call
 SLICE_SECONDS = 0.5  # longest a worker sweeps before it goes back to the queue
 
 

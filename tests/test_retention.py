@@ -19,7 +19,9 @@ from newsdedup.articles import parse_article
 from newsdedup.cli import main as cli_main
 from newsdedup.config import Config, parse_duration
 from newsdedup.dedup import Dedup
+from newsdedup.engine import source_key
 from newsdedup.errors import ConfigError, NotFound
+from newsdedup.records import decoded
 from newsdedup.removal import Removal
 from newsdedup.retention import Sweeper, retention_ms
 from newsdedup.worker_loop import process_available
@@ -155,6 +157,17 @@ def test_sweep_batch_shrinks_clusters_keeps_their_ids_and_leaves_tombstones(
         ttl = redis_client.pttl(keys.tombstone(i))
         assert 3_500_000 < ttl <= 3_600_000  # kept for one window again
     assert {m for _, m in band_entries(redis_client)} <= {before[i] for i in kept}
+    # boilerplate state is what the stories still stored taught it
+    want: dict[str, dict[bytes, int]] = {}
+    for i in kept:
+        src, url, shapes = redis_client.hmget(keys.article(before[i]), "source", "url", "bpsh")
+        if shapes is not None:
+            counts = want.setdefault(keys.boilerplate(source_key(decoded(src), decoded(url))), {})
+            for sh in [keys.BP_DOCS_FIELD] + [shapes[k:k + 8] for k in range(0, len(shapes), 8)]:
+                counts[sh] = counts.get(sh, 0) + 1
+    got = {k.decode(): {f: int(v) for f, v in redis_client.hgetall(k).items()}
+           for k in redis_client.scan_iter(match=keys.boilerplate("*"))}
+    assert got == want and len(got) >= 3
     st = d.stats()
     assert st["expired"] == len(expired) and st["articles"] == len(kept)
 
@@ -171,6 +184,7 @@ def test_a_repost_after_expiry_founds_a_new_cluster(redis_client: redis.Redis, c
     Sweeper(redis_client, cfg).sweep()
     assert d.check(parse_article({"text": story[0]["text"]})[0])["duplicates"] == []  # no longer a candidate
     assert band_entries(redis_client) == [] and int(redis_client.hget(keys.BANDS, "entries") or 0) == 0
+    assert list(redis_client.scan_iter(match=keys.boilerplate("*"))) == []  # what they taught is taken back
     # the same story again, under the same id and a new one: a new cluster, no duplicate of the expired copies
     submit(d, [{"id": story[0]["id"], "text": story[0]["text"]}, {"id": "again", "text": story[0]["text"]}])
     process_available(redis_client, cfg)
