@@ -35,7 +35,7 @@ from .removal import Removal
 log = logging.getLogger(__name__)
 
 BATCH = 20  # articles per atomic removal (37 band entries each): see bench/retention.py for its longest call
-SLICE_SECONDS = 0.5  # longest a worker sweeps before it goes back to the queue
+SLICE_SECONDS = 2.0  # longest a worker sweeps before it goes back to the queue (other workers go on)
 
 
 def published_ms(published_at: str | None) -> int | None:

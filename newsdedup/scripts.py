@@ -197,10 +197,13 @@ for _, ins in ipairs(instrs) do
     if gone > 0 then redis.call("HINCRBY", skey, "entries", -gone) end
   elseif name == "hdecr" then  -- key, fields...: take one off each field there, deleting those that reach 0
     local k = key(a[1])
-    for j = 2, #a do
-      local v = tonumber(redis.call("HGET", k, a[j]) or "0")
-      if v > 1 then redis.call("HINCRBY", k, a[j], -1) elseif v > 0 then redis.call("HDEL", k, a[j]) end
+    local vals = redis.call("HMGET", k, unpack(a, 2))
+    local gone = {}
+    for j = 1, #vals do
+      local v = tonumber(vals[j] or "0")
+      if v > 1 then redis.call("HINCRBY", k, a[j + 1], -1) elseif v > 0 then gone[#gone + 1] = a[j + 1] end
     end
+    if #gone > 0 then redis.call("HDEL", k, unpack(gone)) end
   elseif name == "setpx" then  -- key, value, milliseconds to live
     redis.call("SET", key(a[1]), a[2], "PX", a[3])
   end
