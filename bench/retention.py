@@ -1,7 +1,7 @@
 """Retention benchmark (issue 12): a steady stream several windows long through the real service.
 
     python bench/retention.py [--articles 200000] [--windows 10] [--window 20] [--workers 2]
-                              [--sweep-interval 1s] [--backlog 3000] [--skip-off]
+                              [--sweep-interval 1s] [--backlog 1000] [--skip-off] [--off-articles N]
 
 Runs ``newsdedup up`` (API under gunicorn + workers) against a redis-server this script starts
 (no AOF: rewrites would fork and compete for the 2 cores; memory is read without client buffers),
@@ -291,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=20.0, help="retention window, seconds (default 20)")
     p.add_argument("--workers", type=int, default=2, help="queue workers of `newsdedup up` (default 2)")
     p.add_argument("--sweep-interval", default="1s", help="NEWSDEDUP_SWEEP_INTERVAL (default 1s)")
-    p.add_argument("--backlog", type=int, default=3000, help="posting waits while more are queued (default 3000)")
+    p.add_argument("--backlog", type=int, default=1000, help="posting waits while more are queued (default 1000)")
     p.add_argument("--skip-off", action="store_true", help="skip the run with the sweeper off")
+    p.add_argument("--off-articles", type=int, default=None,
+                   help="articles of the run with the sweeper off (default: as many as the run with it on)")
     p.add_argument("--time-limit", type=float, default=3600.0, help="seconds per run before giving up")
     args = p.parse_args(argv)
     install_exit_signals()
@@ -302,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      args.sweep_interval, args.time_limit)
     off = None
     if not args.skip_off:  # the same articles, nothing removed
-        off = run_service(stream, on["articles"], 0, args.window, args.workers, args.backlog, False,
+        off = run_service(stream, args.off_articles or on["articles"], 0, args.window, args.workers, args.backlog, False,
                           args.sweep_interval, args.time_limit)
     text = report(on, off, argv)
     print(text)
