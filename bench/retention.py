@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -36,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from benchlib import Article, Service, Synthetic, install_exit_signals, wait_until
-from run import HOST, POST_BATCH, Http, log, post_batches
+from benchlib import Article, Service, Synthetic, install_exit_signals, start_up, wait_until
+from run import POST_BATCH, log, post_batches
 
 from newsdedup import keys
 from newsdedup.engine import source_key
-from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.redis_server import RedisServer
 
 SLOWLOG_US = 200
 DUP_SHARE = 0.2
@@ -178,27 +177,8 @@ def run_service(stream: Stream, articles: int, windows: int, window: float, work
             r = server.client(socket_timeout=120)
             r.config_set("slowlog-log-slower-than", SLOWLOG_US)
             r.config_set("slowlog-max-len", 1024)
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
-            env.update(REDIS_URL=server.url, NEWSDEDUP_RATE_LIMIT="10000000", PYTHONUNBUFFERED="1")
-            if retention:
-                env.update(NEWSDEDUP_RETENTION=f"{window:g}s", NEWSDEDUP_SWEEP_INTERVAL=sweep_interval)
-            argv = [sys.executable, "-m", "newsdedup.cli", "up", "--host", HOST, "--port", str(port),
-                    "--workers", str(workers), "--data-dir", str(tmp / "data")]
-            service = Service(argv, env, tmp / "service.log").start()
-            health = Http(port, timeout=2)
-
-            def healthy() -> bool:
-                if not service or not service.running:
-                    raise RuntimeError(f"`newsdedup up` exited early:\n{service.log_tail() if service else ''}")
-                try:
-                    return health.request("GET", "/healthz")[0] == 200
-                except OSError:
-                    return False
-
-            if not wait_until(healthy, 90, 0.2):
-                raise RuntimeError(f"the API did not answer /healthz within 90 s:\n{service.log_tail()}")
-            health.close()
+            settings = {"NEWSDEDUP_RETENTION": f"{window:g}s", "NEWSDEDUP_SWEEP_INTERVAL": sweep_interval}
+            service, port = start_up(server.url, workers, tmp, settings if retention else None)
             out["used_memory_empty"] = memory(r)
             bp_keys = sorted({keys.boilerplate(source_key(s, None)) for s in stream.sources})
             sampler = Sampler(server.client(socket_timeout=120), window, bp_keys)
@@ -304,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      args.sweep_interval, args.time_limit)
     off = None
     if not args.skip_off:  # the same articles, nothing removed
-        off = run_service(stream, args.off_articles or on["articles"], 0, args.window, args.workers, args.backlog, False,
-                          args.sweep_interval, args.time_limit)
+        off = run_service(stream, args.off_articles or on["articles"], 0, args.window, args.workers,
+                          args.backlog, False, args.sweep_interval, args.time_limit)
     text = report(on, off, argv)
     print(text)
     results = Path(__file__).resolve().parent / "results"
