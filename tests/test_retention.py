@@ -251,3 +251,33 @@ def test_sweep_command(redis_client: redis.Redis, config: Config, capsys: pytest
     monkeypatch.setattr("newsdedup.ops.sweep.LEASE_WAIT_SECONDS", 0.3)
     assert cli_main(["sweep"]) == 1
     assert "holds the sweep lease" in capsys.readouterr().err
+
+
+def test_one_sweeper_at_a_time_under_a_lease(redis_client: redis.Redis, config: Config) -> None:
+    cfg = published_config(config).replace(sweep_interval=0.2)
+    a, b = Sweeper(redis_client, cfg, name="a"), Sweeper(redis_client, cfg, name="b")
+    assert a.lease_ms == 2000  # twice the interval, at least 2 s: how long a dead holder blocks the others
+    assert a.acquire() and not b.acquire()
+    assert not b.renew()
+    b.release()  # not its lease: nothing happens
+    assert redis_client.get(keys.SWEEP_LEASE) == a.token.encode()
+    redis_client.pexpire(keys.SWEEP_LEASE, 50)
+    assert a.renew() and redis_client.pttl(keys.SWEEP_LEASE) > 1000  # renewed by its holder
+    a.release()
+    assert not redis_client.exists(keys.SWEEP_LEASE) and b.acquire()
+    b.release()
+
+
+def test_tick_sweeps_when_due_and_returns_at_once_otherwise(redis_client: redis.Redis, config: Config) -> None:
+    cfg = published_config(config).replace(sweep_interval=3600.0)
+    d, groups = stories(redis_client, cfg)
+    submit(d, [{**a, "published_at": OLD} for a in groups[0]] + groups[1])
+    process_available(redis_client, cfg)
+    assert Sweeper(redis_client, cfg.replace(retention=0.0)).tick() == 0  # no window: never sweeps
+    assert d.stats()["expired"] == 0
+    s = Sweeper(redis_client, cfg)
+    assert s.tick() == len(groups[0])  # due at once after start
+    assert not redis_client.exists(keys.SWEEP_LEASE)  # released when done
+    submit(d, [{**a, "id": a["id"] + "-late", "published_at": OLD} for a in groups[2]])
+    assert s.tick() == 0 and d.stats()["expired"] == len(groups[0])  # not due again for an interval
+    assert Sweeper(redis_client, cfg).tick() == len(groups[2])  # another worker's turn comes
