@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from newsdedup.worker_loop import Worker
+    from workers.consumer import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -366,7 +366,7 @@ def start_up(redis_url: str, workers: int, work_dir: Path, settings: dict[str, s
     far above what a bench sends keeps the per-request counter (its cost is part of every request)
     without ever refusing one. Stopped again if it does not come up.
     """
-    from newsdedup.redis_server import free_port
+    from newsdedup.ops.redis_server import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
@@ -451,7 +451,7 @@ def process_cpu(roots: dict[str, int | None]) -> dict[str, tuple[float, float]]:
 def drain(worker: Worker, deadline: float) -> int:
     """``Worker.step`` until two steps in a row find nothing, or the deadline; articles handled.
 
-    The loop of ``newsdedup.worker_loop.process_available``, but on the worker's own settings
+    The loop of ``workers.consumer.process_available``, but on the worker's own settings
     (``process_available`` shortens the visibility timeout, so it reclaims more often).
     """
     handled = idle = 0

@@ -39,8 +39,8 @@ from benchlib import Article, Service, Synthetic, install_exit_signals, start_up
 from run import POST_BATCH, log, post_batches
 
 from newsdedup import keys
-from newsdedup.engine import source_key
-from newsdedup.redis_server import RedisServer
+from newsdedup.ops.redis_server import RedisServer
+from newsdedup.text.boilerplate import source_key
 
 SLOWLOG_US = 200
 DUP_SHARE = 0.2

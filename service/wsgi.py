@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsdedup.text import warm_up
+from newsdedup.text.tokens import warm_up
 
 from .app import create_app
 

@@ -19,13 +19,13 @@ from newsdedup.articles import parse_article
 from newsdedup.cli import main as cli_main
 from newsdedup.config import Config, parse_duration
 from newsdedup.dedup import Dedup
-from newsdedup.engine import source_key
 from newsdedup.errors import ConfigError, NotFound
-from newsdedup.records import decoded
-from newsdedup.removal import Removal
-from newsdedup.retention import Sweeper, retention_ms
-from newsdedup.worker_loop import process_available
+from newsdedup.retention.removal import Removal
+from newsdedup.retention.sweeper import Sweeper, retention_ms
+from newsdedup.storage.records import decoded
+from newsdedup.text.boilerplate import source_key
 from tests.procs import article_numbers, band_entries, check_index_invariants, check_removal_invariants, make_corpus
+from workers.consumer import process_available
 
 OLD = "2001-09-09T01:46:40Z"  # 1,000,000,000 s: long before any window
 

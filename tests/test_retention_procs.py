@@ -19,8 +19,7 @@ from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NotFound
-from newsdedup.redis_server import RedisServer
-from newsdedup.worker_loop import process_available
+from newsdedup.ops.redis_server import RedisServer
 from tests.procs import (
     Proc,
     Procs,
@@ -35,6 +34,7 @@ from tests.procs import (
     wait_until,
     wait_worker_ready,
 )
+from workers.consumer import process_available
 
 pytestmark = pytest.mark.slow
 

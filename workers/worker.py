@@ -15,7 +15,7 @@ import redis
 
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
-from newsdedup.worker_loop import Worker
+from workers.consumer import Worker
 
 
 def make_client(config: Config) -> redis.Redis:

@@ -16,10 +16,10 @@ import time
 
 import redis
 
-from ..config import Config
-from ..errors import ConfigError
-from ..retention import Sweeper, cutoff_ms
-from ..store import storage_errors
+from newsdedup.config import Config
+from newsdedup.errors import ConfigError
+from newsdedup.retention.sweeper import Sweeper, cutoff_ms
+from newsdedup.storage.txn import storage_errors
 
 LEASE_WAIT_SECONDS = 30.0
 

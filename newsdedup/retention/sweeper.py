@@ -3,7 +3,7 @@
 Every stored article has an entry in the time index ``nd:expiry`` (a sorted set scored by its
 retention time, written in the submission transaction), so expired articles are found by a range
 read, never by scanning keys. The sweeper removes them in small atomic batches through the one
-removal path (:mod:`newsdedup.removal`), so no Redis call blocks for long at any index size and a
+removal path (:mod:`newsdedup.retention.removal`), so no Redis call blocks for long at any index size and a
 sweeper killed between two batches leaves nothing half removed: the next sweep goes on from the
 index.
 
@@ -26,11 +26,12 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from . import keys, scripts
-from .config import Config
-from .errors import NewsDedupError
-from .records import now_ms
-from .removal import Removal
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.errors import NewsDedupError
+from newsdedup.retention.removal import Removal
+from newsdedup.storage.records import now_ms
+from newsdedup.storage.scripts import source
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ class Sweeper:
         self.cfg = config
         self.removal = Removal(client, config)
         self.token = f"{name}:{secrets.token_hex(8)}"
-        self._renew: Script = client.register_script(scripts.LEASE_RENEW)
-        self._release: Script = client.register_script(scripts.LEASE_RELEASE)
+        self._renew: Script = client.register_script(source("lease_renew"))
+        self._release: Script = client.register_script(source("lease_release"))
         self._due = 0.0
         self._holding = False
 

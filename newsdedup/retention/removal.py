@@ -1,6 +1,6 @@
 """The one path that takes articles out of Redis: ``DELETE /v1/articles/<id>`` and the retention sweeper.
 
-A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.store.Txn`): band
+A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`): band
 entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
 membership, the line shapes it taught its source's boilerplate state, and counters, all or
 nothing. A concurrent change (a worker indexing or clustering one of them, a re-post) fails the
@@ -22,12 +22,13 @@ from typing import Any
 
 import redis
 
-from . import keys
-from .config import Config
-from .engine import Engine, source_key
-from .errors import StorageUnavailable
-from .records import decoded, now_ms, unpack_sig
-from .store import Txn
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.engine.engine import Engine
+from newsdedup.errors import StorageUnavailable
+from newsdedup.storage.records import decoded, now_ms, unpack_sig
+from newsdedup.storage.txn import Txn
+from newsdedup.text.boilerplate import source_key
 
 FIELDS = ("id", "ver", "iver", "sig", "status", "cluster", "bpsh", "source", "url")
 RETRIES = 20
@@ -90,7 +91,7 @@ class Removal:
             done.ids.append(article_id)
             sig = unpack_sig(rec["sig"] or b"", self.cfg.num_perm)
             if sig is not None and rec["iver"]:
-                self.engine.unindex(txn, n, sig)
+                self.engine.index.unindex(txn, n, sig)
             shapes = rec["bpsh"]
             if shapes is not None:  # the story's line shapes were learned: they are forgotten with it
                 src = source_key(decoded(rec["source"]), decoded(rec["url"]))
