@@ -94,8 +94,12 @@ class Sweeper:
 
     @property
     def lease_ms(self) -> int:
-        """How long the lease outlives a silent holder: twice the interval, within [2 s, 30 s]."""
-        return int(min(30.0, max(2.0, 2 * self.cfg.sweep_seconds)) * 1000)
+        """How long the lease outlives a silent holder: twice the interval, within [10 s, 60 s].
+
+        Long enough that a holder busy with a queue batch between two slices keeps it; short enough
+        that another worker takes over soon after the holder died.
+        """
+        return int(min(60.0, max(10.0, 2 * self.cfg.sweep_seconds)) * 1000)
 
     # ------------------------------------------------------------------ the hook in the worker loop
 
@@ -104,7 +108,8 @@ class Sweeper:
         if self.cfg.retention <= 0 or time.monotonic() < self._due:
             return 0
         try:
-            if not (self.renew() if self._holding else self.expired_count(limit=1) and self.acquire()):
+            # go on under the lease held, else take it if there is work (it may have run out meanwhile)
+            if not (self._holding and self.renew()) and not (self.expired_count(limit=1) and self.acquire()):
                 self._done()
                 return 0
             res = self.sweep(deadline=time.monotonic() + SLICE_SECONDS)
