@@ -105,6 +105,14 @@ class Stream:
             i += POST_BATCH
 
 
+def percentiles(us: list[int]) -> list[int] | None:
+    """p50 and p99 of call durations (µs), None without any."""
+    if not us:
+        return None
+    v = sorted(us)
+    return [v[len(v) // 2], v[min(len(v) - 1, len(v) * 99 // 100)]]
+
+
 def memory(r: redis.Redis) -> int:
     """used_memory without client buffers (they come and go with traffic)."""
     m = r.info("memory")
@@ -123,6 +131,7 @@ class Sampler(threading.Thread):
         self.posted = 0
         self.samples: list[dict[str, Any]] = []
         self.sweep_calls: list[int] = []  # µs, sweeper calls over the threshold
+        self.other_calls: list[int] = []  # µs, every other call over the threshold
         self.other_longest: tuple[int, str] = (0, "")
         self.stop = threading.Event()
 
@@ -152,7 +161,9 @@ class Sampler(threading.Thread):
             us = int(e["duration"])
             if b"nd:gone:" in cmd:
                 self.sweep_calls.append(us)
-            elif us > self.other_longest[0]:
+                continue
+            self.other_calls.append(us)
+            if us > self.other_longest[0]:
                 self.other_longest = (us, cmd[:60].decode("utf-8", "replace"))
 
     def run(self) -> None:
@@ -219,6 +230,9 @@ def run_service(stream: Stream, articles: int, windows: int, window: float, work
                        sweep_calls_over_threshold=len(sampler.sweep_calls),
                        sweep_longest_us=max(sampler.sweep_calls, default=None),
                        sweep_calls_us_top=sorted(sampler.sweep_calls)[-10:],
+                       sweep_calls_us_p50_p99=percentiles(sampler.sweep_calls),
+                       other_calls_over_threshold=len(sampler.other_calls),
+                       other_calls_us_p50_p99=percentiles(sampler.other_calls),
                        other_longest_us=sampler.other_longest[0], other_longest_cmd=sampler.other_longest[1],
                        failed=int(r.hget(keys.META, "failed") or 0))
             log(f"{out['retention']}: {sampler.posted} articles in {secs:.1f} s = {out['aps']:.0f} a/s; "
@@ -257,9 +271,11 @@ def report(on: dict[str, Any], off: dict[str, Any] | None, argv: Sequence[str]) 
     longest = on["sweep_longest_us"]
     lines.append(f"longest sweeper Redis call (SLOWLOG, threshold {SLOWLOG_US} us): "
                  + (f"{longest / 1000:.2f} ms; {on['sweep_calls_over_threshold']} sweeper calls over the threshold, "
-                    f"top 10 (us): {on['sweep_calls_us_top']}" if longest is not None
-                    else f"none over {SLOWLOG_US} us")
-                 + f"; longest other call {on['other_longest_us'] / 1000:.2f} ms ({on['other_longest_cmd']})")
+                    f"p50/p99 of those {on['sweep_calls_us_p50_p99']} us, top 10 (us): {on['sweep_calls_us_top']}"
+                    if longest is not None else f"none over {SLOWLOG_US} us")
+                 + f"; the service's other calls over the threshold: {on['other_calls_over_threshold']}, p50/p99 "
+                 f"{on['other_calls_us_p50_p99']} us, longest {on['other_longest_us'] / 1000:.2f} ms "
+                 f"({on['other_longest_cmd']})")
     return "\n".join(lines)
 
 
