@@ -14,10 +14,9 @@ import socket
 import sys
 import time
 
-import redis
-
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
+from newsdedup.redis_client import connect
 from newsdedup.retention.sweeper import Sweeper, cutoff_ms
 from newsdedup.storage.txn import storage_errors
 
@@ -31,7 +30,7 @@ def sweep_command(args: argparse.Namespace, config: Config | None = None) -> int
     if config.retention <= 0:
         raise ConfigError("NEWSDEDUP_RETENTION is not set, so nothing expires; set it to the window the service "
                           "runs with, e.g. NEWSDEDUP_RETENTION=30d")
-    client = redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout + 2)
+    client = connect(config)
     sweeper = Sweeper(client, config, name=f"cli-{socket.gethostname()}-{os.getpid()}")
     out: dict[str, object] = {"retention_seconds": config.retention, "retention_by": config.retention_by,
                               "cutoff_ms": cutoff_ms(config)}
@@ -40,7 +39,7 @@ def sweep_command(args: argparse.Namespace, config: Config | None = None) -> int
             out.update(dry_run=True, expired=sweeper.expired_count())
         else:
             deadline = time.monotonic() + LEASE_WAIT_SECONDS
-            while not sweeper.acquire():  # a worker is sweeping: wait for it (its lease is short)
+            while not sweeper.acquire():  # a worker is sweeping: wait for it to finish
                 if time.monotonic() >= deadline:
                     print("newsdedup sweep: error: another process holds the sweep lease; try again later",
                           file=sys.stderr)
