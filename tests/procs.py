@@ -596,6 +596,8 @@ def check_index_invariants(r: redis.Redis) -> None:
     - cluster records agree with their member sets, and the cluster zsets list each cluster once;
     - a cluster left with one member by a removal keeps its id while the member does (an explicit
       cluster of one, in nd:singles), unless that member is its founder (then it is implicit again).
+    - nd:csizes scores exactly the clusters with 2+ members by their size;
+    - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
     for band, buckets in band_table(r).items():
@@ -604,6 +606,8 @@ def check_index_invariants(r: redis.Redis) -> None:
             unknown = {m for _, m in entries} - set(nums)
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
+    sizes = {c.decode(): int(sc) for c, sc in r.zrange(keys.CLUSTER_SIZES, 0, -1, withscores=True)}
+    explicit: dict[str, int] = {}
     for key in r.scan_iter(match="nd:cm:*", count=1000):
         cid = key.decode()[len("nd:cm:"):]
         mem = [int(m) for m in r.smembers(key)]
@@ -618,11 +622,19 @@ def check_index_invariants(r: redis.Redis) -> None:
         listed, other = (keys.CLUSTERS, keys.SINGLES) if len(mem) >= 2 else (keys.SINGLES, keys.CLUSTERS)
         assert r.zscore(listed, cid) is not None, f"cluster {cid} of {len(mem)} is missing from {listed}"
         assert r.zscore(other, cid) is None, f"cluster {cid} is in both zsets"
+        if len(mem) >= 2:
+            explicit[cid] = len(mem)
+    assert sizes == explicit, f"nd:csizes {sizes} disagrees with the member sets {explicit}"
     pipe = r.pipeline(transaction=False)
     order = sorted(nums)
     for n in order:
-        pipe.hmget(keys.article(n), "status", "cluster")
-    for n, (st, c) in zip(order, pipe.execute()):
+        pipe.hmget(keys.article(n), "status", "cluster", "head")
+    rows = pipe.execute()
+    named = sorted(h for _, _, h in rows if h is not None)
+    stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match="nd:heads:*", count=1000)
+                    for rec in (r.get(key) or b"").split(keys.HEADLINE_SEP.encode())[:-1])
+    assert stored == named, "the headline records disagree with the articles' head fields"
+    for n, (st, c, _) in zip(order, rows):
         if st != b"done":
             continue
         assert c is not None, f"done article {n} has no cluster"

@@ -2,10 +2,10 @@
 
 A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`): band
 entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
-membership, the line shapes it taught its source's boilerplate state, and counters, all or
-nothing. A concurrent change (a worker indexing or clustering one of them, a re-post) fails the
-checks and the batch is read again, so nothing is ever half removed and running a removal twice
-(a sweeper killed and restarted) is harmless.
+membership, its headline search record, the line shapes it taught its source's boilerplate
+state, and counters, all or nothing. A concurrent change (a worker indexing or clustering one of
+them, a re-post) fails the checks and the batch is read again, so nothing is ever half removed
+and running a removal twice (a sweeper killed and restarted) is harmless.
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses); a cluster left with only
@@ -30,7 +30,7 @@ from newsdedup.storage.records import decoded, now_ms, unpack_sig
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key
 
-FIELDS = ("id", "ver", "iver", "sig", "status", "cluster", "bpsh", "source", "url")
+FIELDS = ("id", "ver", "iver", "sig", "status", "cluster", "bpsh", "source", "url", "head")
 RETRIES = 20
 
 
@@ -97,6 +97,8 @@ class Removal:
                 src = source_key(decoded(rec["source"]), decoded(rec["url"]))
                 txn.hdecr(keys.boilerplate(src), [keys.BP_DOCS_FIELD] + [shapes[i:i + 8]
                                                                          for i in range(0, len(shapes), 8)])
+            if rec["head"]:  # its headline search record
+                txn.cut(keys.headlines(n), rec["head"], keys.HEADLINE_SEP)
             cid = decoded(rec["cluster"])
             if cid:
                 gone_of.setdefault(cid, set()).add(n)
@@ -138,7 +140,8 @@ class Removal:
             txn.expect_field(keys.cluster(cid), "v", v)
             rest = {int(m) for m in members} - gone
             if not rest or (len(rest) == 1 and keys.cluster_id(min(rest)) == cid):
-                txn.delete(keys.cluster(cid), keys.cluster_members(cid)).zrem(keys.CLUSTERS, cid)
+                txn.delete(keys.cluster(cid), keys.cluster_members(cid))
+                txn.zrem(keys.CLUSTERS, cid).zrem(keys.CLUSTER_SIZES, cid)
                 if rest:  # its founder alone again: an implicit singleton, as if never joined
                     txn.zadd(keys.SINGLES, now, cid)
                 else:
@@ -148,5 +151,7 @@ class Removal:
             txn.hset(keys.cluster(cid), {"size": len(rest), "canonical": min(rest), "updated_at": now})
             txn.hincrby(keys.cluster(cid), "v", 1)
             if len(rest) < 2:  # one member left under another id: the cluster id stays while it does
-                txn.zrem(keys.CLUSTERS, cid).zadd(keys.SINGLES, now, cid)
+                txn.zrem(keys.CLUSTERS, cid).zrem(keys.CLUSTER_SIZES, cid).zadd(keys.SINGLES, now, cid)
+            else:
+                txn.zadd(keys.CLUSTER_SIZES, len(rest), cid)
 
