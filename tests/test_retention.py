@@ -131,6 +131,9 @@ def test_sweep_batch_shrinks_clusters_keeps_their_ids_and_leaves_tombstones(
         shape = ("gone" if not left else "whole" if len(left) == len(g) else
                  "founder alone" if len(left) == 1 and cid == keys.cluster_id(before[left[0]]) else
                  "one left" if len(left) == 1 else "shrunk")
+        if len(left) == 1 and len(g) > 1:  # down to one member: still explicit, listed with the singles
+            assert redis_client.hget(keys.cluster(cid), "size") == b"1"
+            assert redis_client.zscore(keys.SINGLES, cid) is not None
         seen[shape] = seen.get(shape, 0) + 1
         if not left:  # every member gone: so is the cluster
             assert not redis_client.exists(keys.cluster(cid), keys.cluster_members(cid))

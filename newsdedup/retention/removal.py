@@ -8,8 +8,8 @@ them, a re-post) fails the checks and the batch is read again, so nothing is eve
 and running a removal twice (a sweeper killed and restarted) is harmless.
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
-number as canonical member (the rule the clustering transaction uses); a cluster left with only
-its founding article becomes an implicit singleton again; a cluster whose members are all gone is
+number as canonical member (the rule the clustering transaction uses), and stays explicit when
+it is down to one member (listed in nd:singles then); a cluster whose members are all gone is
 deleted.
 """
 
@@ -139,18 +139,14 @@ class Removal:
                 continue
             txn.expect_field(keys.cluster(cid), "v", v)
             rest = {int(m) for m in members} - gone
-            if not rest or (len(rest) == 1 and keys.cluster_id(min(rest)) == cid):
+            if not rest:
                 txn.delete(keys.cluster(cid), keys.cluster_members(cid))
-                txn.zrem(keys.CLUSTERS, cid).zrem(keys.CLUSTER_SIZES, cid)
-                if rest:  # its founder alone again: an implicit singleton, as if never joined
-                    txn.zadd(keys.SINGLES, now, cid)
-                else:
-                    txn.zrem(keys.SINGLES, cid)
+                txn.zrem(keys.CLUSTERS, cid).zrem(keys.CLUSTER_SIZES, cid).zrem(keys.SINGLES, cid)
                 continue
             txn.srem(keys.cluster_members(cid), sorted(gone))
             txn.hset(keys.cluster(cid), {"size": len(rest), "canonical": min(rest), "updated_at": now})
             txn.hincrby(keys.cluster(cid), "v", 1)
-            if len(rest) < 2:  # one member left under another id: the cluster id stays while it does
+            if len(rest) < 2:  # one member left: the cluster stays explicit, so its id stays the member's
                 txn.zrem(keys.CLUSTERS, cid).zrem(keys.CLUSTER_SIZES, cid).zadd(keys.SINGLES, now, cid)
             else:
                 txn.zadd(keys.CLUSTER_SIZES, len(rest), cid)
