@@ -92,7 +92,7 @@ def _schemas(config: Config) -> dict[str, Any]:
     return {
         "Error": _obj({"error": _obj({
             "code": {"type": "string", "description": "Stable machine-readable code, e.g. invalid_json, "
-                                                      "missing_content, not_found, rate_limited"},
+                                                      "missing_content, not_found, expired, rate_limited"},
             "message": {"type": "string", "description": "What went wrong and how to fix it"},
             "field": {"type": "string", "description": "The offending field, e.g. articles[3].published_at"},
         }, required=["code", "message"])}),
@@ -202,6 +202,8 @@ def _schemas(config: Config) -> dict[str, Any]:
                      "content_reason"]),
         "Stats": _obj({"articles": count, "clusters": {**count, "description": "Clusters including singletons"},
                        "clusters_with_duplicates": {**count, "description": "Clusters of 2 or more"},
+                       "expired": {**count, "description": "Articles removed because they were older than "
+                                                           "NEWSDEDUP_RETENTION (since the database was created)"},
                        "content_none": _obj({"total": count, "script": count, "undecodable": count,
                                              "too_short": count},
                                             required=["total", "script", "undecodable", "too_short"]),
@@ -229,7 +231,8 @@ def _responses(config: Config) -> dict[str, Any]:
         "Unauthorized": {"description": "Missing or invalid API key (only when the server has API keys "
                                         "configured)", "content": error,
                          "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
-        "NotFound": {"description": "No such article or cluster (code not_found)", "content": error},
+        "NotFound": {"description": "No such article or cluster (code not_found); an article removed by the "
+                                    "retention window answers code expired for one window more", "content": error},
         "PayloadTooLarge": {"description": f"Body larger than {config.max_body} bytes (payload_too_large) or "
                                            f"more than {config.max_batch} articles (batch_too_large)",
                             "content": error},

@@ -180,10 +180,10 @@ class Reads(Service):
     @guarded
     def stats(self) -> dict[str, Any]:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed")
+        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed", "expired")
         for r in keys.CONTENT_REASONS:
             pipe.scard(keys.content_none(r))
-        articles, multi, single, (queued, failed), *none = pipe.execute()
+        articles, multi, single, (queued, failed, expired), *none = pipe.execute()
         try:
             in_flight = int(self.r.xpending(keys.QUEUE, keys.GROUP)["pending"])
         except redis.exceptions.ResponseError:
@@ -191,7 +191,7 @@ class Reads(Service):
         queued_n = max(0, int(queued or 0))
         in_flight = min(in_flight, queued_n)
         return {"articles": int(articles), "clusters": int(multi) + int(single),
-                "clusters_with_duplicates": int(multi),
+                "clusters_with_duplicates": int(multi), "expired": int(expired or 0),
                 "content_none": {"total": sum(int(x) for x in none),
                                  **{r: int(x) for r, x in zip(keys.CONTENT_REASONS, none)}},
                 "queue": {"pending": queued_n - in_flight, "in_flight": in_flight, "failed": int(failed or 0)}}
