@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import http.client
-import json
 import logging
 import os
 import signal
@@ -21,12 +19,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.message import Message
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
@@ -346,241 +342,16 @@ def _setup_logging(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-# --- ingest ------------------------------------------------------------------------------------------------------
-
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-class IngestAborted(NewsDedupError):
-    """The service stayed unavailable through every retry."""
-
-    code = "ingest_aborted"
-
-
-@dataclass
-class IngestStats:
-    accepted: int = 0
-    rejected: int = 0
-    batches: int = 0
-    retries: int = 0
-
-
-@dataclass
-class HttpClient:
-    """A tiny JSON-over-HTTP client on urllib, retrying what the service says is temporary."""
-
-    base_url: str
-    api_key: str | None = None
-    timeout: float = 120.0
-    max_retries: int = 8
-    sleep: Callable[[float], None] | None = None  # None: _sleep (tests replace it)
-    stats: IngestStats = field(default_factory=IngestStats)
-
-    def _once(self, method: str, path: str, body: bytes | None) -> tuple[int, Message, bytes]:
-        headers = {"Accept": "application/json", "User-Agent": f"newsdedup-cli/{__version__}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.base_url.rstrip("/") + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, resp.headers, resp.read()
-        except urllib.error.HTTPError as e:
-            try:
-                data = e.read()
-            except (OSError, AttributeError, http.client.HTTPException):
-                data = b""
-            finally:
-                e.close()
-            return e.code, e.headers, data
-
-    def pause(self, seconds: float) -> None:
-        (self.sleep or _sleep)(seconds)
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Send, retrying 429/502/503/504 and connection failures with backoff (Retry-After wins)."""
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            delay = min(30.0, 0.5 * 2 ** attempt)
-            try:
-                status, headers, data = self._once(method, path, body)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            else:
-                if status not in RETRY_STATUSES:
-                    return status, data
-                last = f"HTTP {status} {_error_text(data)}"
-                ra = _retry_after(headers.get("Retry-After"))
-                if ra is not None:
-                    delay = ra
-            if attempt < self.max_retries:
-                self.stats.retries += 1
-                self.pause(delay)
-        raise IngestAborted(f"{method} {self.base_url.rstrip('/')}{path} failed {self.max_retries + 1} times; "
-                            f"last: {last}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, 120.0))
-
-
-def _error_text(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    try:
-        return json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
-        return text[:500]
-
-
-@contextlib.contextmanager
-def open_lines(path: str) -> Iterator[IO[str]]:
-    """A text stream over a JSON-lines file; ``.gz`` is decompressed and ``-`` is stdin."""
-    if path == "-":
-        yield sys.stdin
-        return
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{path}: no such file")
-    opener: Callable[..., IO[str]] = gzip.open if p.suffix == ".gz" else open  # type: ignore[assignment]
-    with opener(p, "rt", encoding="utf-8") as f:
-        yield f
-
-
-def _post_batch(client: HttpClient, items: list[tuple[int, dict[str, Any]]], max_body: int) -> None:
-    """POST one batch; split it when the service (or max_body) says it is too large."""
-    body = json.dumps({"articles": [obj for _, obj in items]}, ensure_ascii=False).encode("utf-8")
-    where = f"lines {items[0][0]}-{items[-1][0]}" if len(items) > 1 else f"line {items[0][0]}"
-    stats = client.stats
-    if len(body) > max_body and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
-        return
-    status, data = client.request("POST", "/v1/articles", body)
-    stats.batches += 1
-    if 200 <= status < 300:
-        try:
-            results = json.loads(data).get("articles")
-        except (ValueError, AttributeError):
-            results = None
-        if not isinstance(results, list):
-            stats.accepted += len(items)
-            return
-        for (lineno, _), res in zip(items, results, strict=False):
-            if isinstance(res, dict) and res.get("error"):
-                stats.rejected += 1
-                print(f"newsdedup ingest: line {lineno}: {json.dumps(res['error'], ensure_ascii=False)}",
-                      file=sys.stderr)
-            else:
-                stats.accepted += 1
-        return
-    if status == 413 and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
-        return
-    stats.rejected += len(items)
-    print(f"newsdedup ingest: {where}: HTTP {status} {_error_text(data)}", file=sys.stderr)
-
-
-def wait_for_queue(client: HttpClient, timeout: float | None = None, interval: float = 0.5) -> float:
-    """Poll GET /v1/stats until nothing is pending or in flight; returns the seconds waited."""
-    t0 = time.monotonic()
-    last_report = 0.0
-    while True:
-        status, data = client.request("GET", "/v1/stats")
-        if status != 200:
-            raise NewsDedupError(f"GET /v1/stats answered HTTP {status} {_error_text(data)}")
-        stats = json.loads(data)
-        queue = stats.get("queue", stats) if isinstance(stats, dict) else {}
-        if not isinstance(queue, dict):
-            queue = {}
-        left = int(queue.get("pending") or 0) + int(queue.get("in_flight") or 0)
-        waited = time.monotonic() - t0
-        if left == 0:
-            return waited
-        if timeout is not None and waited > timeout:
-            raise NewsDedupError(f"the queue still holds {left} articles after {timeout:.0f}s")
-        if waited - last_report >= 5:
-            last_report = waited
-            print(f"newsdedup ingest: waiting for the workers: {left} articles queued", file=sys.stderr)
-        client.pause(interval)
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Stream a JSON-lines file to POST /v1/articles in batches; prints a JSON summary."""
-    from tqdm import tqdm
+    from .ops.ingest import cmd_ingest as ingest
 
-    from .articles import parse_article
+    return ingest(args)
 
-    config = Config.from_env()
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    client = HttpClient(args.url, api_key=args.api_key)
-    stats = client.stats
-    t0 = time.monotonic()
-    summary: dict[str, Any] = {}
-    rc = 0
-    try:
-        with open_lines(args.file) as f, tqdm(desc="ingest", unit=" articles", file=sys.stderr,
-                                              disable=None) as bar:
-            batch: list[tuple[int, dict[str, Any]]] = []
 
-            def flush() -> None:
-                if batch:
-                    _post_batch(client, batch, config.max_body)
-                    bar.update(len(batch))
-                    batch.clear()
+def cmd_export(args: argparse.Namespace) -> int:
+    from .ops.export import cmd_export as export
 
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    parse_article(obj, max_text_chars=config.max_text_chars, max_id_length=config.max_id_length)
-                except ValueError as e:  # json.JSONDecodeError
-                    stats.rejected += 1
-                    bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: not JSON: {e}", file=sys.stderr)
-                    continue
-                except NewsDedupError as e:
-                    stats.rejected += 1
-                    bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: {e.message}", file=sys.stderr)
-                    continue
-                batch.append((lineno, obj))
-                if len(batch) >= args.batch_size:
-                    flush()
-            flush()
-        if args.wait:
-            summary["waited_seconds"] = round(wait_for_queue(client, timeout=args.wait_timeout), 3)
-    except ConfigError:
-        raise
-    except NewsDedupError as e:  # the service stayed unavailable, or --wait failed: still print the summary
-        print(f"newsdedup ingest: error: {e.message}", file=sys.stderr)
-        rc = 1
-    seconds = time.monotonic() - t0
-    summary = {"accepted": stats.accepted, "rejected": stats.rejected, "batches": stats.batches,
-               "retries": stats.retries, "seconds": round(seconds, 3),
-               "articles_per_second": round(stats.accepted / seconds, 1) if seconds > 0 else None, **summary}
-    if rc:
-        summary["aborted"] = True
-    print(json.dumps(summary), flush=True)
-    return rc or (1 if stats.rejected else 0)
+    return export(args)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------------
