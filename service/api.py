@@ -70,12 +70,12 @@ def submit_articles() -> Response:
     return resp
 
 
-@bp.get("/v1/articles/<path:article_id>")
+@bp.get("/v1/articles/<aid:article_id>")
 def get_article(article_id: str) -> Response:
     return _json(_dedup().article(article_id))
 
 
-@bp.delete("/v1/articles/<path:article_id>")
+@bp.delete("/v1/articles/<aid:article_id>")
 def delete_article(article_id: str) -> Response:
     return _json(_dedup().delete(article_id))
 

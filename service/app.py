@@ -20,6 +20,7 @@ from newsdedup.errors import ConfigError, PayloadTooLarge
 from .api import bp
 from .auth import authenticate
 from .errors import register_error_handlers
+from .ids import ArticleIdConverter, RawPathMiddleware
 from .ratelimit import check_rate
 
 NO_REDIS_URL = ("REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set "
@@ -63,6 +64,8 @@ def create_app(config: Config | None = None, redis_client: redis.Redis | None = 
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     # Ids are opaque: never answer "a//b" with a redirect to "a/b" (set before any rule is added).
     app.url_map.merge_slashes = False
+    app.url_map.converters["aid"] = ArticleIdConverter
+    app.wsgi_app = RawPathMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.extensions["newsdedup"] = Dedup(client, config)
     app.extensions["newsdedup.config"] = config

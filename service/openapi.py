@@ -53,7 +53,8 @@ def _schemas(config: Config) -> dict[str, Any]:
     article_id = {"type": "string", "minLength": 1, "maxLength": config.max_id_length}
     article_fields: dict[str, Any] = {
         "id": {**article_id, "nullable": True,
-               "description": "Your id (no control characters, slashes or surrounding spaces); omitted = derived "
+               "description": "Your id: printable characters, / ? # % : included, no control characters or "
+                              "surrounding spaces; omitted = derived "
                               "from the url, else from the content"},
         "title": _nullable({"type": "string", "maxLength": 4000}),
         "text": {"type": "string", "maxLength": config.max_text_chars, "description": "Plain text body"},
@@ -223,7 +224,8 @@ def _operation(summary: str, responses: dict[str, Any], *, tag: str, op_id: str,
 def build_openapi(config: Config) -> dict[str, Any]:
     """The document for this configuration (limits, auth and rate limit as configured)."""
     path_id = {"name": "article_id", "in": "path", "required": True,
-               "description": "The article id (URL-encoded)", "schema": {"type": "string", "minLength": 1}}
+               "description": "The article id, percent-encoded as one path segment (a literal / separates route "
+               "parts: encode / as %2F)", "schema": {"type": "string", "minLength": 1}}
     path_cid = {"name": "cluster_id", "in": "path", "required": True,
                 "description": "A cluster id, e.g. c42; merged-away ids resolve to the cluster they became",
                 "schema": {"type": "string", "minLength": 1}}
