@@ -73,7 +73,9 @@ def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, process
             "--worker-class", "gthread",
             "--timeout", "60",
             "--graceful-timeout", "20",
-            "--access-logfile", "-",
+            # JSON logs: the app logs each request itself (with its request id); gunicorn's lines are not JSON
+            *([] if os.environ.get("NEWSDEDUP_LOG_FORMAT", "").strip().lower() == "json"
+              else ["--access-logfile", "-"]),
             *_gunicorn_extra_args(),
             WSGI_APP]
 
@@ -338,8 +340,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(config: Config) -> None:
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import setup
+
+    setup(config)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -37,6 +37,10 @@ NEWSDEDUP_AUTH_READS               false            also require a key for reads
 NEWSDEDUP_RATE_LIMIT               6000             requests per minute per client (0 = off)
 NEWSDEDUP_REDIS_TIMEOUT            5                Redis socket timeout, seconds
 NEWSDEDUP_LOG_LEVEL                INFO             logging level
+NEWSDEDUP_LOG_FORMAT               text             text, or json: one object per line (time, level,
+                                                    logger, message, request_id and other fields)
+NEWSDEDUP_EVENTS_MAXLEN            200000           events kept in the feed (GET /v1/events); trimming
+                                                    is approximate (whole stream nodes): a few more
 =================================  ===============  =================================================
 """
 
@@ -123,6 +127,8 @@ class Config:
     rate_limit: int = 6000
     redis_timeout: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    events_maxlen: int = 200_000
 
     def __post_init__(self) -> None:
         if self.appendfsync not in ("always", "everysec", "no"):
@@ -135,6 +141,8 @@ class Config:
                               "or unix:///path/to/socket")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"NEWSDEDUP_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"NEWSDEDUP_LOG_FORMAT={self.log_format!r}: use text or json")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -165,7 +173,8 @@ class Config:
                 "NEWSDEDUP_LSH_BUCKET_LOAD": ("lsh_bucket_load", 4, 100_000),
                 "NEWSDEDUP_WORKER_BATCH": ("worker_batch", 1, 10_000),
                 "NEWSDEDUP_MAX_ATTEMPTS": ("max_attempts", 1, 100),
-                "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000)}
+                "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000),
+                "NEWSDEDUP_EVENTS_MAXLEN": ("events_maxlen", 100, 100_000_000)}
         for name, (attr, lo, hi) in ints.items():
             if (v := get(name)) is not None:
                 kw[attr] = _int(name, v, lo, hi)
@@ -186,6 +195,8 @@ class Config:
             kw["api_keys"] = tuple(k.strip() for k in v.split(",") if k.strip())
         if (v := get("NEWSDEDUP_LOG_LEVEL")) is not None:
             kw["log_level"] = v.strip().upper()
+        if (v := get("NEWSDEDUP_LOG_FORMAT")) is not None:
+            kw["log_format"] = v.strip().lower()
         kw.update(overrides)
         return cls(**kw)
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import numpy as np
 import redis
 
-from . import keys
+from . import events, keys, metrics
 from .articles import ArticleIn
 from .config import Config
 from .engine import Engine, source_key
@@ -43,8 +43,11 @@ class Dedup:
     # ------------------------------------------------------------------ writes
 
     @guarded
-    def submit(self, items: Sequence[tuple[ArticleIn, list[str]]]) -> list[dict[str, Any]]:
-        """Store and enqueue articles; a re-post of the same content changes nothing."""
+    def submit(self, items: Sequence[tuple[ArticleIn, list[str]]], request_id: str = "") -> list[dict[str, Any]]:
+        """Store and enqueue articles; a re-post of the same content changes nothing.
+
+        ``request_id`` travels with each queue entry, so the worker's log lines carry it.
+        """
         self.engine.ensure_index()
         ensure_group(self.r)
         results: dict[str, dict[str, Any]] = {}
@@ -67,6 +70,7 @@ class Dedup:
             txn = Txn()
             now = now_ms()
             queued_delta = 0
+            outcome = {b"submitted:queued": 0, b"submitted:updated": 0, b"submitted:unchanged": 0}
             for i in todo:
                 art, n = by_id[i], nums[i]
                 chash = art.content_hash()
@@ -79,6 +83,7 @@ class Dedup:
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
                         results[i] = {"id": i, "status": status.decode(), "href": href(i)}
                         txn.expect_field(keys.article(n), "chash", chash)
+                        outcome[b"submitted:unchanged"] += 1
                         continue
                     new_ver = int(ver or 0) + 1
                     txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
@@ -89,6 +94,7 @@ class Dedup:
                     if status == b"failed":
                         txn.hincrby(keys.META, "failed", -1)
                     results[i] = {"id": i, "status": "queued", "href": href(i), "updated": True}
+                    outcome[b"submitted:updated"] += 1
                 else:
                     new_ver = 1
                     txn.expect_field(keys.IDS, i, None)
@@ -97,7 +103,9 @@ class Dedup:
                     txn.set(keys.payload(n), payload)
                     queued_delta += 1
                     results[i] = {"id": i, "status": "queued", "href": href(i)}
-                txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
+                    outcome[b"submitted:queued"] += 1
+                txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver, **({"rid": request_id} if request_id else {})})
+            metrics.count(txn, outcome)
             if queued_delta:
                 txn.hincrby(keys.META, "queued", queued_delta)
             if self.engine.scripts.run(txn):
@@ -147,6 +155,7 @@ class Dedup:
             elif rec.get(b"status") == b"failed":
                 txn.hincrby(keys.META, "failed", -1)
             txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
+            events.emit(txn, self.cfg.events_maxlen, events.DELETED, id=article_id, cluster_id=cid or None)
             if self.engine.scripts.run(txn):
                 return {"id": article_id, "deleted": True}
         raise StorageUnavailable("the article kept changing while being deleted; retry", retry_after=1)

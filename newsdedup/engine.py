@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from . import keys
+from . import events, keys, metrics
 from .clustering import Placement, plan
 from .config import Config
 from .errors import IndexMismatch, ProcessingError
@@ -45,7 +45,7 @@ MAX_BOILERPLATE_FIELDS = 20_000  # per source; above it, shapes seen in one stor
 MAX_BUCKET_MEMBERS = 4096  # articles sharing one band value (boilerplate-only pages): no more are added
 MAX_CANDIDATES = 2000
 # what the worker reads of a queued article (with its payload)
-RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster")
+RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig", "cluster")
 TXN_RETRIES = 50
 
 
@@ -90,6 +90,7 @@ class Job:
     packed_text: bytes | None = None  # the submitted text, compressed as kept text is
     skip: str | None = None  # why the entry needs no work (acknowledged only)
     error: str | None = None  # permanent failure (dead-lettered at once)
+    rid: str = ""  # the request id that queued it (X-Request-ID), for logs and events
 
 
 def source_key(source: str | None, url: str | None) -> str:
@@ -295,14 +296,14 @@ class Engine:
 
     # ------------------------------------------------------------------ processing
 
-    def process(self, entries: Sequence[tuple[bytes, int, int]]) -> list[Job]:
+    def process(self, entries: Sequence[tuple[bytes, int, int] | tuple[bytes, int, int, str]]) -> list[Job]:
         """Process stream entries (id, article number, version); acknowledges what it finishes.
 
         Raises on storage errors (the entries stay pending and are retried);
         per-article failures are returned in ``Job.error`` / raised as ProcessingError
         only when the whole batch cannot proceed.
         """
-        jobs = [Job(entry_id=e, n=n, ver=v) for e, n, v in entries]
+        jobs = [Job(entry_id=e[0], n=e[1], ver=e[2], rid=e[3] if len(e) > 3 else "") for e in entries]
         self._load(jobs)
         readable: list[tuple[Job, tuple[str, str | None, str | None]]] = []
         for j in jobs:
@@ -566,20 +567,31 @@ class Engine:
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))
         txn.hincrby(keys.META, "queued", -len(jobs))
+        with_dups, merges = events.link_events(txn, self.cfg.events_maxlen, jobs, pl.cluster_of, pl.members, members,
+                                               pl.merged_into, self._ids_of)
+        metrics.count(txn, {b"processed:done": len(jobs), b"duplicates": with_dups, b"merges": merges,
+                            **metrics.latency_fields((now - int(j.entry_id.split(b"-")[0])) / 1000 for j in jobs)})
         return txn
+
+    def _ids_of(self, ns: Sequence[int]) -> dict[int, str]:
+        """External ids of article numbers (those that still exist)."""
+        rows = self.scripts.hmget_many([keys.article(m) for m in ns], ("id",))
+        return {m: i.decode() for m, (i,) in zip(ns, rows) if i is not None}
 
     def _finish_skipped(self, jobs: list[Job]) -> None:
         """Acknowledge entries that need no work; fail permanently broken articles."""
         acks = Txn()
         for j in jobs:
             if j.error is not None:
-                if not self.scripts.run(self.fail(Txn(), j.entry_id, j.n, j.ver, j.error, attempts=1)):
+                if not self.scripts.run(self.fail(Txn(), j.entry_id, j.n, j.ver, j.error, attempts=1,
+                                                  article_id=decoded(j.record.get(b"id")) or "", rid=j.rid)):
                     acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)  # the article moved on meanwhile
             else:
                 acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)
         self.scripts.run(acks)
 
-    def fail(self, txn: Txn, entry_id: bytes, n: int, ver: int, reason: str, attempts: int) -> Txn:
+    def fail(self, txn: Txn, entry_id: bytes, n: int, ver: int, reason: str, attempts: int, article_id: str = "",
+             rid: str = "") -> Txn:
         """Dead-letter one entry: failed status with the reason, visible in stats, retryable."""
         txn.expect_field(keys.article(n), "ver", ver)
         txn.expect_field(keys.article(n), "status", "queued")
@@ -589,5 +601,7 @@ class Engine:
                                    "processed_at": now_ms()})
         txn.hincrby(keys.META, "failed", 1).hincrby(keys.META, "queued", -1)
         txn.xack(keys.QUEUE, keys.GROUP, entry_id)
-        return txn
+        metrics.count(txn, {b"processed:failed": 1, b"dead_lettered": 1})
+        return events.emit(txn, self.cfg.events_maxlen, events.FAILED, id=article_id, error=reason[:2000],
+                           attempts=attempts, **({"request_id": rid} if rid else {}))
 

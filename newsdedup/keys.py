@@ -34,11 +34,14 @@ nd:singles                     zset    clusters with 1 member scored by updated_
                                        zsets together hold every cluster of a processed article
 nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
-nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
+nd:q                           stream  work queue; entries {n, ver, rid (request id)}; group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
                                        index: the parameters the index was built with
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
+nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
+                                       (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
+nd:metrics                     hash    counters behind /metrics (see newsdedup.metrics)
 =============================  ======  ==============================================================
 
 The LSH band table is a linear hash table (one per band, split in step): a band
@@ -69,6 +72,8 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+EVENTS = PREFIX + "events"
+METRICS = PREFIX + "metrics"
 BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
 BANDS = PREFIX + "bands"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table

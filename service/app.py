@@ -9,13 +9,16 @@ the factory succeeds while Redis is down (``/readyz`` then answers 503).
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, g, request
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import ConfigError, PayloadTooLarge
+from newsdedup.logs import new_request_id, request_id
+from newsdedup.metrics import record_http
 
 from .api import bp
 from .auth import authenticate
@@ -37,6 +40,30 @@ def make_redis(config: Config) -> redis.Redis:
     return redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout,
                                 socket_connect_timeout=config.redis_timeout, health_check_interval=30,
                                 retry_on_timeout=False)
+
+
+log = logging.getLogger("newsdedup.service.requests")
+
+
+def _begin() -> None:
+    """Before anything else: the request id (the client's X-Request-ID or a new one) and the clock."""
+    g.request_id = new_request_id(request.headers.get("X-Request-ID"))
+    g.started = time.perf_counter()
+    request_id.set(g.request_id)
+
+
+def _finish(resp: Response) -> Response:
+    """After every request, errors included: echo the id, log one line, count it for /metrics."""
+    rid = g.get("request_id") or new_request_id(None)
+    resp.headers["X-Request-ID"] = rid
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = (request.endpoint or "none").removeprefix("api.")
+    log.info("%s %s %s %.1fms", request.method, request.path, resp.status_code, seconds * 1000,
+             extra={"request_id": rid, "method": request.method, "path": request.path,
+                    "status": resp.status_code, "duration_ms": round(seconds * 1000, 2), "endpoint": endpoint})
+    if not g.get("redis_down"):  # Redis is away: only the error is counted, by the next request that reaches it
+        record_http(current_app.extensions["newsdedup.redis"], endpoint, request.method, resp.status_code, seconds)
+    return resp
 
 
 def _guard() -> None:
@@ -72,6 +99,8 @@ def create_app(config: Config | None = None, redis_client: redis.Redis | None = 
     app.extensions["newsdedup.redis"] = client
     logging.getLogger("newsdedup").setLevel(config.log_level)
     register_error_handlers(app)
+    app.before_request(_begin)
     app.before_request(_guard)
+    app.after_request(_finish)
     app.register_blueprint(bp)
     return app

@@ -10,10 +10,11 @@ import logging
 import re
 
 import redis.exceptions
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from newsdedup.errors import NewsDedupError, RateLimited, StorageUnavailable, Unauthorized, ValidationError
+from newsdedup.metrics import note_redis_error
 
 log = logging.getLogger("newsdedup.service")
 
@@ -70,6 +71,8 @@ def _snake(name: str) -> str:
 
 
 def _storage_down(retry_after: int, message: str = "storage is unavailable, retry shortly") -> Response:
+    g.redis_down = True
+    note_redis_error()
     return error_response(503, StorageUnavailable.code, message, headers={"Retry-After": str(retry_after)})
 
 
