@@ -74,10 +74,13 @@ def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, process
             "--timeout", "60",
             "--graceful-timeout", "20",
             # JSON logs: the app logs each request itself (with its request id); gunicorn's lines are not JSON
-            *([] if os.environ.get("NEWSDEDUP_LOG_FORMAT", "").strip().lower() == "json"
-              else ["--access-logfile", "-"]),
+            *(["--logger-class", "service.gunicorn_log.JsonLogger"] if _json_logs() else ["--access-logfile", "-"]),
             *_gunicorn_extra_args(),
             WSGI_APP]
+
+
+def _json_logs() -> bool:
+    return os.environ.get("NEWSDEDUP_LOG_FORMAT", "").strip().lower() == "json"
 
 
 def _gunicorn_extra_args() -> list[str]:
