@@ -18,6 +18,7 @@ from newsdedup.articles import parse_article, parse_submission
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NotFound, ValidationError
+from newsdedup.metrics import counters
 from newsdedup.store import storage_errors
 
 from .jsonbody import request_json
@@ -154,7 +155,10 @@ def list_events() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format; a read like any other (NEWSDEDUP_AUTH_READS closes it)."""
-    return Response(exposition(current_app.extensions["newsdedup.redis"], _dedup()),
+    r = current_app.extensions["newsdedup.redis"]
+    with storage_errors():
+        counters.flush(r)  # this process's latest counts are in the answer
+    return Response(exposition(r, _dedup()),
                     content_type=CONTENT_TYPE_LATEST)
 
 

@@ -18,7 +18,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import ConfigError, PayloadTooLarge
 from newsdedup.logs import new_request_id, request_id
-from newsdedup.metrics import record_http
+from newsdedup.metrics import counters
 
 from .api import bp
 from .auth import authenticate
@@ -61,8 +61,7 @@ def _finish(resp: Response) -> Response:
     log.info("%s %s %s %.1fms", request.method, request.path, resp.status_code, seconds * 1000,
              extra={"request_id": rid, "method": request.method, "path": request.path,
                     "status": resp.status_code, "duration_ms": round(seconds * 1000, 2), "endpoint": endpoint})
-    if not g.get("redis_down"):  # Redis is away: only the error is counted, by the next request that reaches it
-        record_http(current_app.extensions["newsdedup.redis"], endpoint, request.method, resp.status_code, seconds)
+    counters.request(current_app.extensions["newsdedup.redis"], endpoint, request.method, resp.status_code, seconds)
     return resp
 
 
