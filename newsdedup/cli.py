@@ -417,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=None, help="give up waiting after this many seconds")
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("export", help="write every cluster and its members, read from Redis (REDIS_URL)")
+    p.add_argument("--min-size", type=_positive_int, default=2, help="smallest cluster exported (default 2)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default jsonl")
+    p.add_argument("--out", metavar="FILE", default=None, help="default stdout")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("eval", help="cluster a labelled set and score it (see newsdedup.evaluate)")
     p.add_argument("set", metavar="SET.jsonl[.gz]", help="labelled set from shared/eval/evalset.py")
     p.add_argument("--compare", action="store_true", help="also score the off-the-shelf baselines")
