@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from newsdedup.worker_loop import Worker
+    from workers.consumer import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -394,7 +394,7 @@ def process_cpu(roots: dict[str, int | None]) -> dict[str, tuple[float, float]]:
 def drain(worker: Worker, deadline: float) -> int:
     """``Worker.step`` until two steps in a row find nothing, or the deadline; articles handled.
 
-    The loop of ``newsdedup.worker_loop.process_available``, but on the worker's own settings
+    The loop of ``workers.consumer.process_available``, but on the worker's own settings
     (``process_available`` shortens the visibility timeout, so it reclaims more often).
     """
     handled = idle = 0

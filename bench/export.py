@@ -30,8 +30,8 @@ from benchlib import Corpus, drain  # noqa: E402
 from newsdedup.articles import parse_article  # noqa: E402
 from newsdedup.config import Config  # noqa: E402
 from newsdedup.dedup import Dedup  # noqa: E402
-from newsdedup.redis_server import RedisServer  # noqa: E402
-from newsdedup.worker_loop import Worker  # noqa: E402
+from newsdedup.ops.redis_server import RedisServer  # noqa: E402
+from workers.consumer import Worker  # noqa: E402
 
 
 def fill(r: redis.Redis, n: int) -> float:

@@ -3,7 +3,7 @@
     python bench/profile.py [--articles 5000] [--synthetic] [--profiler pyinstrument|cprofile] [--top 30]
 
 Articles are submitted with ``Dedup.submit`` to a throwaway Redis first (not profiled); then the
-loop of ``newsdedup.worker_loop.process_available`` (``Worker.step`` -> ``Engine.process``) drains
+loop of ``workers.consumer.process_available`` (``Worker.step`` -> ``Engine.process``) drains
 the queue under pyinstrument (sampling; falls back to cProfile when it is not installed). Prints the
 top functions by cumulative time; the full pyinstrument report is written to
 ``bench/results/profile.html`` / ``profile.txt``. Time spent inside Redis (Lua scripts, round
@@ -32,9 +32,9 @@ from benchlib import Corpus, drain, install_exit_signals  # noqa: E402
 from newsdedup.articles import parse_article  # noqa: E402
 from newsdedup.config import Config  # noqa: E402
 from newsdedup.dedup import Dedup  # noqa: E402
-from newsdedup.redis_server import RedisServer  # noqa: E402
-from newsdedup.text import warm_up  # noqa: E402
-from newsdedup.worker_loop import Worker  # noqa: E402
+from newsdedup.ops.redis_server import RedisServer  # noqa: E402
+from newsdedup.text.tokens import warm_up  # noqa: E402
+from workers.consumer import Worker  # noqa: E402
 
 RESULTS = Path(_HERE) / "results"
 

@@ -52,9 +52,9 @@ from datasketch import MinHash, MinHashLSH
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.redis_server import RedisServer, free_port
-from newsdedup.text import warm_up as warm_up_tables
-from newsdedup.worker_loop import Worker
+from newsdedup.ops.redis_server import RedisServer, free_port
+from newsdedup.text.tokens import warm_up as warm_up_tables
+from workers.consumer import Worker
 
 HOST = "127.0.0.1"
 POST_BATCH = 500

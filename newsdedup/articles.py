@@ -14,7 +14,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from .errors import PayloadTooLarge, ValidationError
+from newsdedup.errors import PayloadTooLarge, ValidationError
 
 KNOWN_FIELDS = ("id", "title", "text", "html", "url", "source", "published_at", "lang")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")

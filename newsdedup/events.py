@@ -22,10 +22,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from . import keys
-from .errors import ValidationError
-from .records import now_ms, rfc3339
-from .store import Txn
+from newsdedup import keys
+from newsdedup.errors import ValidationError
+from newsdedup.storage.records import now_ms, rfc3339
+from newsdedup.storage.txn import Txn
 
 DONE, FAILED, DELETED, MERGED = "article.done", "article.failed", "article.deleted", "cluster.merged"
 FINISHED = frozenset({DONE, FAILED, DELETED})  # an article's processing is over (for ?wait)

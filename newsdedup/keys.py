@@ -52,7 +52,7 @@ the average bucket holds more than ``NEWSDEDUP_LSH_BUCKET_LOAD`` entries, bucket
 when it wraps), so buckets stay small and an insert or lookup costs the same
 at any index size. ``NEWSDEDUP_LSH_BUCKET_BITS`` is only the starting level.
 Indexes built before this layout kept fixed buckets in ``nd:lsh:{band}:{bucket}``
-hashes; ``Engine.ensure_index`` moves them into the band table once.
+hashes; ``BandTable.ensure_index`` (newsdedup/index/band_table.py) moves them into the band table once.
 
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge

@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .config import Config
+from newsdedup.config import Config
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("newsdedup_request_id", default="")
 

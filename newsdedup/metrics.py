@@ -28,8 +28,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from . import keys
-from .store import Txn
+from newsdedup import keys
+from newsdedup.storage.txn import Txn
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

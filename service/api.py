@@ -19,7 +19,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NotFound, ValidationError
 from newsdedup.metrics import counters
-from newsdedup.store import storage_errors
+from newsdedup.storage.txn import storage_errors
 
 from .jsonbody import request_json
 from .metrics import exposition

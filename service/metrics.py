@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from newsdedup import keys
 from newsdedup.dedup import Dedup
 from newsdedup.metrics import HTTP_BUCKETS, LATENCY_BUCKETS
-from newsdedup.store import storage_errors
+from newsdedup.storage.txn import storage_errors
 
 
 def _histogram(name: str, doc: str, bounds: tuple[float, ...], per_bucket: dict[str, int], total: float,

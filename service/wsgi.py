@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from newsdedup.config import Config
 from newsdedup.logs import setup as setup_logging
-from newsdedup.text import warm_up
+from newsdedup.text.tokens import warm_up
 
 from .app import create_app
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from newsdedup.config import Config
-from newsdedup.redis_server import RedisServer
+from newsdedup.ops.redis_server import RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -35,7 +35,7 @@ import redis
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.minhash import Banding
+from newsdedup.index.minhash import Banding
 from tests.textgen import EN_WORDS, ZH_CHARS, en_article, zh_article
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +251,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 
 
 def consumer_name(proc: Proc) -> str:
-    """The consumer name a worker process uses in the queue's group (newsdedup.worker_loop.consumer_name)."""
+    """The consumer name a worker process uses in the queue's group (workers.consumer.consumer_name)."""
     return f"{socket.gethostname()}-{proc.pid}"
 
 

@@ -13,9 +13,9 @@ from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.records import pack_json
-from newsdedup.worker_loop import process_available
+from newsdedup.storage.records import pack_json
 from tests.textgen import zh_article
+from workers.consumer import process_available
 
 
 def _retry(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,10 +21,10 @@ from flask.testing import FlaskClient
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
-from newsdedup.redis_server import free_port
-from newsdedup.worker_loop import process_available as process
+from newsdedup.ops.redis_server import free_port
 from service import create_app
 from tests.textgen import near_copy, word_story
+from workers.consumer import process_available as process
 
 _VOCABULARY = ("city council budget vote school road tax river bridge mayor election police weather storm market "
                "price energy hospital train airport union strike court judge report minister museum festival "

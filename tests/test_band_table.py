@@ -14,10 +14,10 @@ from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import IndexMismatch
-from newsdedup.minhash import Banding
-from newsdedup.worker_loop import process_available
+from newsdedup.index.minhash import Banding
 from tests.procs import band_count, band_entries, band_table, check_index_invariants, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
+from workers.consumer import process_available
 
 N = 30
 
@@ -103,7 +103,7 @@ def test_an_index_in_the_old_fixed_bucket_layout_is_moved_not_refused(redis_clie
     d = Dedup(redis_client, cfg)  # a process of the new version: the first call moves the index
     found = {x["id"] for x in d.check(parse_article({"text": texts[0]})[0])["duplicates"]}
     assert {"o0", "c0"} <= found
-    assert redis_client.hget(keys.META, "index") == d.engine.index_params().encode()
+    assert redis_client.hget(keys.META, "index") == d.engine.index.index_params().encode()
     assert not redis_client.keys(keys.LEGACY_LSH_PREFIX + "*")
     assert sorted(band_entries(redis_client)) == before
     check_index_invariants(redis_client)

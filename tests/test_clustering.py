@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsdedup.clustering import Placement, plan
+from newsdedup.clusters.policy import Placement, plan
 
 
 def test_new_article_joins_its_duplicates_cluster() -> None:

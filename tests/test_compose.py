@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from newsdedup.cli import build_parser, serve_command
-from newsdedup.redis_server import redis_server_args
+from newsdedup.ops.redis_server import redis_server_args
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,7 @@ from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.redis_server import RedisServer
-from newsdedup.worker_loop import process_available
+from newsdedup.ops.redis_server import RedisServer
 from tests.procs import (
     Procs,
     check_index_invariants,
@@ -31,6 +30,7 @@ from tests.procs import (
     wait_until,
     wait_worker_ready,
 )
+from workers.consumer import process_available
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from newsdedup.redis_server import free_port
+from newsdedup.ops.redis_server import free_port
 from tests.procs import (
     Http,
     Proc,

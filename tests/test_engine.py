@@ -17,11 +17,11 @@ from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.engine import Engine
+from newsdedup.engine.linking import Linker
 from newsdedup.errors import NotFound
-from newsdedup.worker_loop import process_available
 from tests.procs import band_count, band_entries, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
+from workers.consumer import process_available
 
 SEED_TITLE = "渝中:92个公共法律服务平台 同期举行公众开放日活动"
 
@@ -229,15 +229,15 @@ def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
     submit(dedup, *({"id": f"t{i}", "text": t} for i, t in enumerate(texts)),
            *({"id": f"t{i}-copy", "text": t} for i, t in enumerate(texts)))
     calls = {"n": 0}
-    real_link = Engine._link
+    real_link = Linker.link
 
-    def crash_once(self: Engine, jobs: list[Any]) -> None:
+    def crash_once(self: Linker, jobs: list[Any]) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("worker died after indexing")
         real_link(self, jobs)
 
-    monkeypatch.setattr(Engine, "_link", crash_once)
+    monkeypatch.setattr(Linker, "link", crash_once)
     run(dedup, config)  # the first batch fails after indexing, is retried (one by one), then completes
     for i in range(5):
         assert cluster_of(dedup, f"t{i}") == cluster_of(dedup, f"t{i}-copy")
@@ -261,9 +261,9 @@ def test_check_finds_duplicates_without_storing(dedup: Dedup, config: Config) ->
 
 def test_boilerplate_state_stays_bounded_and_keeps_the_chrome(dedup: Dedup, config: Config,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import newsdedup.engine as engine_mod
+    import newsdedup.engine.analysis as analysis_mod
 
-    monkeypatch.setattr(engine_mod, "MAX_BOILERPLATE_FIELDS", 60)
+    monkeypatch.setattr(analysis_mod, "MAX_BOILERPLATE_FIELDS", 60)
     rng = random.Random(9)
     arts = []
     for i in range(30):

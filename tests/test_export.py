@@ -14,8 +14,8 @@ from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.ops.export import CSV_COLUMNS
-from newsdedup.worker_loop import process_available
 from tests.procs import make_corpus, partition
+from workers.consumer import process_available
 
 
 @pytest.fixture

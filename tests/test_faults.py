@@ -26,9 +26,8 @@ from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import ValidationError
-from newsdedup.records import pack_json
-from newsdedup.redis_server import RedisServer, free_port
-from newsdedup.worker_loop import process_available
+from newsdedup.ops.redis_server import RedisServer, free_port
+from newsdedup.storage.records import pack_json
 from tests.procs import (
     Http,
     Proc,
@@ -49,6 +48,7 @@ from tests.procs import (
     wait_worker_ready,
 )
 from tests.textgen import zh_article
+from workers.consumer import process_available
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from newsdedup.config import Config
-from newsdedup.worker_loop import process_available
 from service import create_app
 from tests.textgen import word_story
+from workers.consumer import process_available
 
 ODD_IDS = ["https://example.com/news/2024/05/a?id=7&x=%41#top", "a/compare/b", "50%", "%2F", "%252F", "a:b",
            "?", "#", "a//b", "/", "..", "新闻/一", "x" * 256]

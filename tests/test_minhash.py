@@ -6,7 +6,7 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from newsdedup.minhash import Banding, containments, jaccard, lean_minhash, shingle_keys, signatures
+from newsdedup.index.minhash import Banding, containments, jaccard, lean_minhash, shingle_keys, signatures
 
 
 def _sets(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:

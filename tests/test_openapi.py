@@ -21,11 +21,11 @@ from openapi_spec_validator import validate as validate_spec
 
 from newsdedup import keys
 from newsdedup.config import Config
-from newsdedup.redis_server import free_port
-from newsdedup.worker_loop import process_available as process
+from newsdedup.ops.redis_server import free_port
 from service import create_app
 from service.openapi import build_openapi
 from tests.textgen import near_copy, word_story
+from workers.consumer import process_available as process
 
 METHODS = ("get", "post", "put", "patch", "delete")
 _VOCABULARY = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "

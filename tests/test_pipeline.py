@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from newsdedup import keys
 from newsdedup.client import Client, NotFoundError, RateLimitedError
-from newsdedup.redis_server import RedisServer, free_port
+from newsdedup.ops.redis_server import RedisServer, free_port
 from tests.procs import (
     Http,
     Proc,
@@ -269,6 +269,6 @@ def test_a_request_id_goes_from_the_api_log_into_the_worker_log(procs: Procs, se
     posted = [ln for ln in api_lines if ln.get("request_id") == "trace-42/abc" and ln.get("path") == "/v1/articles"]
     assert posted and posted[0]["status"] == 202 and posted[0]["method"] == "POST"
     assert {"time", "level", "logger", "message"} <= set(posted[0])
-    assert worker_lines[0]["article_id"] == "traced/1" and worker_lines[0]["logger"] == "newsdedup.worker_loop"
+    assert worker_lines[0]["article_id"] == "traced/1" and worker_lines[0]["logger"] == "workers.consumer"
     for proc in (api, w):
         assert "sekrit-key-1" not in proc.log() and marker not in proc.log()

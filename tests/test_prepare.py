@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from newsdedup.prepare import analyse, body, boilerplate_lines
+from newsdedup.text.boilerplate import body, boilerplate_lines
+from newsdedup.text.page import analyse
 from tests.textgen import en_article, zh_article
 
 SEED_TITLE = "渝中:92个公共法律服务平台 同期举行公众开放日活动"
@@ -101,7 +102,7 @@ def test_shapes_ignore_dates_spacing_and_punctuation_but_not_words() -> None:
 
 
 def test_pages_analysed_together_equal_pages_analysed_alone() -> None:
-    from newsdedup.prepare import analyse_many
+    from newsdedup.text.page import analyse_many
 
     items = [("", zh_article(1, 300) + "\n\n" + zh_article(1, 300), None), ("", "", None),
              ("Title", "Title\n" + en_article(2, 80), None), ("", None, "<p>网页 正文</p><p>第二段 2024</p>"),

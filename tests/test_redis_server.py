@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from newsdedup.errors import ConfigError
-from newsdedup.redis_server import RedisServer, RedisServerError, find_redis_server, redis_server_args
+from newsdedup.ops.redis_server import RedisServer, RedisServerError, find_redis_server, redis_server_args
 
 
 def test_find_redis_server_gives_an_executable() -> None:

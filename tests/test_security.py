@@ -13,11 +13,11 @@ import redis
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.prepare import analyse
-from newsdedup.redis_server import RedisServer
-from newsdedup.worker_loop import process_available
+from newsdedup.ops.redis_server import RedisServer
+from newsdedup.text.page import analyse
 from service import create_app
 from tests.textgen import zh_article
+from workers.consumer import process_available
 
 
 def test_service_works_on_a_password_protected_redis_and_wrong_password_is_503(tmp_path: Path) -> None:

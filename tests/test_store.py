@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsdedup.store import Scripts, Txn
+from newsdedup.storage.scripts import Scripts
+from newsdedup.storage.txn import Txn
 
 
 def test_checks_guard_every_write(redis_client: Any) -> None:

@@ -10,14 +10,14 @@ import unicodedata
 
 import numpy as np
 
-from newsdedup import charmap
-from newsdedup.text import (
+from newsdedup.text import charmap
+from newsdedup.text.charmap import t2s_table
+from newsdedup.text.normalize import normalize
+from newsdedup.text.tokens import (
     TOKEN_RE,
     hash_tokens,
     is_cjk_dominant,
-    normalize,
     shingle_hashes,
-    t2s_table,
     token_hashes,
     tokenize,
     tokens,
@@ -58,7 +58,7 @@ def test_shingles_unique_and_short_text_is_one_shingle() -> None:
 
 def test_hashes_are_stable_across_processes() -> None:
     """Signatures are stored: the same text must hash the same in every process (no PYTHONHASHSEED)."""
-    code = ("from newsdedup.text import normalize, token_hashes; "
+    code = ("from newsdedup.text.normalize import normalize; from newsdedup.text.tokens import token_hashes; "
             "print(token_hashes(normalize('稳定 stable hash 测试'))[0].tolist())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
@@ -74,7 +74,7 @@ def test_a_token_hashes_the_same_whatever_else_the_text_holds() -> None:
 
 
 def test_kept_text_round_trips_all_of_unicode_and_is_smaller_than_utf8() -> None:
-    from newsdedup.records import pack_text, unpack_text
+    from newsdedup.storage.records import pack_text, unpack_text
 
     sample = "中文新闻 café 😀 𠀀 ①② ﬁ\n" + "渝中区公共法律服务中心举办开放日活动。" * 20
     assert unpack_text(pack_text(sample)) == sample
@@ -87,7 +87,7 @@ def test_text_packed_with_zlib_before_zstd_still_reads() -> None:
     import threading
     import zlib
 
-    from newsdedup.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
+    from newsdedup.storage.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
 
     sample = "渝中区公共法律服务中心举办开放日活动。 café 😀\n" * 5
     assert pack_text(sample)[:4] == ZSTD_MAGIC
@@ -109,7 +109,7 @@ def test_corrupt_packed_text_is_refused_not_allocated() -> None:
     import pytest
     import zstandard
 
-    from newsdedup.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
+    from newsdedup.storage.records import ZSTD_MAGIC, pack_text, unpack_payload, unpack_text
 
     good = pack_text("渝中区公共法律服务中心举办开放日活动。" * 3)
     assert good[4] & 0xC0 in (0x00, 0x40)  # a 1- or 2-byte content size field follows the descriptor
@@ -182,7 +182,7 @@ def test_token_class_table_matches_the_regex_for_every_code_point() -> None:
 
 
 def test_payload_round_trips_and_older_payloads_still_read() -> None:
-    from newsdedup.records import pack_json, pack_payload, pack_text, unpack_payload
+    from newsdedup.storage.records import pack_json, pack_payload, pack_text, unpack_payload
 
     text = "渝中区公共法律服务中心\n\n　　举办开放日活动 café 😀"
     assert unpack_payload(pack_payload(text, None)) == (text, None, pack_text(text))

@@ -16,7 +16,7 @@ import redis
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.logs import setup as setup_logging
-from newsdedup.worker_loop import Worker
+from workers.consumer import Worker
 
 
 def make_client(config: Config) -> redis.Redis:

@@ -1,1 +1,5 @@
-"""Operator commands that are not the service itself: ingest, export (and, after issue 11, more)."""
+"""What the ``newsdedup`` command runs beside the API and the workers.
+
+The embedded Redis and the ``up`` supervisor, and the operator commands (ingest, export, eval, retry).
+These may import the entry points (``workers``); the core packages never import these.
+"""

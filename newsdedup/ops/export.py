@@ -23,12 +23,13 @@ from typing import IO, Any
 
 import redis
 
-from .. import keys
-from ..config import Config
-from ..errors import ConfigError
-from ..minhash import jaccard
-from ..records import decoded, unpack_sig
-from ..store import Scripts, storage_errors
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.errors import ConfigError
+from newsdedup.index.minhash import jaccard
+from newsdedup.storage.records import decoded, unpack_sig
+from newsdedup.storage.scripts import Scripts
+from newsdedup.storage.txn import storage_errors
 
 PAGE = 500
 FIELDS = ("id", "title", "url", "source", "published_at", "sig")
@@ -116,7 +117,7 @@ def write(records: Iterator[dict[str, Any]], out: IO[str], fmt: str, progress: A
     return n_clusters, n_members
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     config = Config.from_env()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..articles import parse_article
-from ..client import Client, ClientError
-from ..config import Config
-from ..errors import ConfigError, NewsDedupError
+from newsdedup.articles import parse_article
+from newsdedup.client import Client, ClientError
+from newsdedup.config import Config
+from newsdedup.errors import ConfigError, NewsDedupError
 
 
 def _pause(seconds: float) -> None:
@@ -89,7 +89,7 @@ def wait_for_queue(client: Client, timeout: float | None = None, interval: float
         _pause(interval)
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def ingest(args: argparse.Namespace) -> int:
     """Stream a JSON-lines file to POST /v1/articles in batches; prints a JSON summary."""
     from tqdm import tqdm
 

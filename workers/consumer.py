@@ -19,13 +19,14 @@ from typing import Any
 
 import redis
 
-from . import keys
-from .config import Config
-from .dedup import ensure_group
-from .engine import Engine, Job
-from .errors import IndexMismatch, NewsDedupError
-from .records import decoded
-from .store import REDIS_DOWN, Txn
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.engine.engine import Engine
+from newsdedup.engine.jobs import Job
+from newsdedup.errors import IndexMismatch, NewsDedupError
+from newsdedup.storage.queue import ensure_group
+from newsdedup.storage.records import decoded
+from newsdedup.storage.txn import REDIS_DOWN, Txn
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Worker:
         if not self._group_ready:
             ensure_group(self.r)
             tune_redis(self.r)
-            self.engine.ensure_index(recheck=True)
+            self.engine.index.ensure_index(recheck=True)
             self._group_ready = True
         claimed = self._claim_abandoned()
         if claimed:

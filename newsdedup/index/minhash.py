@@ -17,7 +17,7 @@ import numpy.typing as npt
 from datasketch import LeanMinHash, MinHash
 from datasketch.lsh import _optimal_param
 
-from .text import _mix64
+from newsdedup.text.tokens import _mix64
 
 U64 = np.uint64
 EMPTY = np.uint32(0xFFFFFFFF)

@@ -1,203 +1,28 @@
-"""The operations the service offers, over one Redis client: the facade entry points call.
-
-Every method turns "Redis is away" into :class:`StorageUnavailable`; reads
-never write, and every write is one atomic, checked transaction.
-"""
+"""The read side: articles, clusters, stats and the synchronous check; nothing here writes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import redis
 
-from . import events, keys, metrics
-from .articles import ArticleIn
-from .config import Config
-from .engine import Engine, source_key
-from .errors import NotFound, StorageUnavailable, ValidationError
-from .minhash import containments, jaccard
-from .prepare import analyse
-from .records import decoded, now_ms, pack_payload, rfc3339, unpack_sig, unpack_text
-from .store import Txn, guarded
+from newsdedup import keys
+from newsdedup.articles import ArticleIn
+from newsdedup.dedup.base import Service
+from newsdedup.errors import NotFound, ValidationError
+from newsdedup.index.minhash import containments, jaccard
+from newsdedup.storage.records import decoded, rfc3339, unpack_sig, unpack_text
+from newsdedup.storage.txn import guarded
+from newsdedup.text.boilerplate import source_key
+from newsdedup.text.page import analyse
 
 MAX_LISTED_MEMBERS = 200
-SUBMIT_RETRIES = 20
 
 
-def href(article_id: str) -> str:
-    return "/v1/articles/" + quote(article_id, safe="")
-
-
-
-class Dedup:
-    def __init__(self, client: redis.Redis, config: Config) -> None:
-        # redis-py types replies as unions over every decode mode; ours is always a bytes client
-        self.r: Any = client
-        self.cfg = config
-        self.engine = Engine(client, config)
-
-    # ------------------------------------------------------------------ writes
-
-    @guarded
-    def submit(self, items: Sequence[tuple[ArticleIn, list[str]]], request_id: str = "") -> list[dict[str, Any]]:
-        """Store and enqueue articles; a re-post of the same content changes nothing.
-
-        ``request_id`` travels with each queue entry, so the worker's log lines carry it.
-        """
-        self.engine.ensure_index()
-        ensure_group(self.r)
-        results: dict[str, dict[str, Any]] = {}
-        todo = list(dict.fromkeys(a.id for a, _ in items))
-        by_id = {a.id: a for a, _ in items}
-        for _ in range(SUBMIT_RETRIES):
-            if not todo:
-                break
-            existing = self.r.hmget(keys.IDS, todo)
-            nums = {i: int(n) for i, n in zip(todo, existing) if n is not None}
-            pipe = self.r.pipeline(transaction=False)
-            for i in todo:
-                if i in nums:
-                    pipe.hmget(keys.article(nums[i]), "chash", "status", "ver")
-            recs = dict(zip([i for i in todo if i in nums], pipe.execute()))
-            fresh = [i for i in todo if i not in nums]
-            top = self.r.incrby(keys.SEQ, len(fresh)) if fresh else 0
-            for k, i in enumerate(fresh):
-                nums[i] = top - len(fresh) + 1 + k
-            txn = Txn()
-            now = now_ms()
-            queued_delta = 0
-            outcome = {b"submitted:queued": 0, b"submitted:updated": 0, b"submitted:unchanged": 0}
-            for i in todo:
-                art, n = by_id[i], nums[i]
-                chash = art.content_hash()
-                fields: dict[str, str | bytes | int] = {"id": i, "chash": chash, "status": "queued", "title": art.title,
-                          "url": art.url or "", "source": art.source or "", "published_at": art.published_at or "",
-                          "lang": art.lang or "", "attempts": 0, "error": ""}
-                payload = pack_payload(art.text, art.html)
-                if i in recs:
-                    old_chash, status, ver = recs[i]
-                    if status is not None and old_chash is not None and old_chash.decode() == chash:
-                        results[i] = {"id": i, "status": status.decode(), "href": href(i)}
-                        txn.expect_field(keys.article(n), "chash", chash)
-                        outcome[b"submitted:unchanged"] += 1
-                        continue
-                    new_ver = int(ver or 0) + 1
-                    txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
-                    txn.hset(keys.article(n), {**fields, "ver": new_ver, "updated_at": now})
-                    txn.set(keys.payload(n), payload)
-                    if status != b"queued":
-                        queued_delta += 1
-                    if status == b"failed":
-                        txn.hincrby(keys.META, "failed", -1)
-                    results[i] = {"id": i, "status": "queued", "href": href(i), "updated": True}
-                    outcome[b"submitted:updated"] += 1
-                else:
-                    new_ver = 1
-                    txn.expect_field(keys.IDS, i, None)
-                    txn.hset(keys.IDS, {i: n})
-                    txn.hset(keys.article(n), {**fields, "ver": 1, "ingested_at": now})
-                    txn.set(keys.payload(n), payload)
-                    queued_delta += 1
-                    results[i] = {"id": i, "status": "queued", "href": href(i)}
-                    outcome[b"submitted:queued"] += 1
-                txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver, **({"rid": request_id} if request_id else {})})
-            metrics.count(txn, outcome)
-            if queued_delta:
-                txn.hincrby(keys.META, "queued", queued_delta)
-            if self.engine.scripts.run(txn):
-                todo = []
-            # else: another request changed one of these ids meanwhile; read again and redo
-        if todo:
-            raise StorageUnavailable("too many concurrent writes to the same ids; retry", retry_after=1)
-        out = []
-        for art, ignored in items:
-            r = dict(results[art.id])
-            if ignored:
-                r["ignored_fields"] = ignored
-            out.append(r)
-        return out
-
-    @guarded
-    def delete(self, article_id: str) -> dict[str, Any]:
-        """Remove an article from the index and its cluster (the cluster keeps its id)."""
-        for _ in range(SUBMIT_RETRIES):
-            n = self._number(article_id)
-            rec = self.r.hgetall(keys.article(n))
-            txn = Txn()
-            txn.expect_field(keys.IDS, article_id, n).expect_field(keys.article(n), "ver", rec.get(b"ver"))
-            sig = unpack_sig(rec.get(b"sig", b""), self.cfg.num_perm)
-            if sig is not None and rec.get(b"iver"):
-                self.engine.unindex(txn, n, sig)
-            cid = decoded(rec.get(b"cluster"))
-            if cid:
-                txn.expect_field(keys.article(n), "cluster", cid)
-                v = self.r.hget(keys.cluster(cid), "v")
-                if v is not None:
-                    members = {int(m) for m in self.r.smembers(keys.cluster_members(cid))} - {n}
-                    txn.expect_field(keys.cluster(cid), "v", v)
-                    txn.srem(keys.cluster_members(cid), [n]).hincrby(keys.cluster(cid), "v", 1)
-                    if members:
-                        txn.hset(keys.cluster(cid), {"size": len(members), "canonical": min(members),
-                                                     "updated_at": now_ms()})
-                        if len(members) < 2:
-                            txn.zrem(keys.CLUSTERS, cid).zadd(keys.SINGLES, now_ms(), cid)
-                    else:
-                        txn.delete(keys.cluster(cid)).delete(keys.cluster_members(cid))
-                        txn.zrem(keys.CLUSTERS, cid).zrem(keys.SINGLES, cid)
-                else:
-                    txn.zrem(keys.SINGLES, cid)
-            if rec.get(b"status") == b"queued":
-                txn.hincrby(keys.META, "queued", -1)
-            elif rec.get(b"status") == b"failed":
-                txn.hincrby(keys.META, "failed", -1)
-            txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
-            events.emit(txn, self.cfg.events_maxlen, events.DELETED, id=article_id, cluster_id=cid or None)
-            if self.engine.scripts.run(txn):
-                return {"id": article_id, "deleted": True}
-        raise StorageUnavailable("the article kept changing while being deleted; retry", retry_after=1)
-
-    @guarded
-    def retry_failed(self, ids: list[str] | None = None) -> dict[str, Any]:
-        """Put failed (dead-lettered) articles back on the queue."""
-        if ids is None:
-            ids = []
-            for _eid, fields in self.r.xrange(keys.DEAD, count=100_000):
-                n = int(fields[b"n"])
-                i = self.r.hget(keys.article(n), "id")
-                if i is not None:
-                    ids.append(i.decode())
-        retried, unknown = [], []
-        for i in dict.fromkeys(ids):
-            raw = self.r.hget(keys.IDS, i)
-            if raw is None:
-                unknown.append(i)
-                continue
-            n = int(raw)
-            st, ver = self.r.hmget(keys.article(n), "status", "ver")
-            if st != b"failed" or ver is None:
-                continue
-            new_ver = int(ver) + 1
-            txn = Txn().expect_field(keys.article(n), "ver", ver).expect_field(keys.article(n), "status", "failed")
-            txn.hset(keys.article(n), {"status": "queued", "ver": new_ver, "attempts": 0, "error": ""})
-            txn.hincrby(keys.META, "failed", -1).hincrby(keys.META, "queued", 1)
-            txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
-            if self.engine.scripts.run(txn):
-                retried.append(i)
-        if unknown and not retried and len(unknown) == len(ids):
-            raise NotFound(f"no article with id {unknown[0]!r}")
-        return {"retried": retried, **({"unknown": unknown} if unknown else {})}
-
-    # ------------------------------------------------------------------ reads
-
-    def _number(self, article_id: str) -> int:
-        n = self.r.hget(keys.IDS, article_id)
-        if n is None:
-            raise NotFound(f"no article with id {article_id!r}")
-        return int(n)
+class Reads(Service):
+    """Views of the stored state, shaped as the API returns them."""
 
     @guarded
     def article(self, article_id: str) -> dict[str, Any]:
@@ -373,19 +198,19 @@ class Dedup:
     @guarded
     def check(self, article: ArticleIn) -> dict[str, Any]:
         """Near-duplicates of a text among indexed articles, without storing anything."""
-        self.engine.ensure_index()
+        self.engine.index.ensure_index()
         page = analyse(article.title, text=article.text, html=article.html)
-        feats = self.engine.analyse_pages([page], [source_key(article.source, article.url)])
+        feats = self.engine.analysis.analyse_pages([page], [source_key(article.source, article.url)])
         f = feats[0]
-        self.engine.sign(feats)
+        self.engine.analysis.sign(feats)
         blocks, share = page.repeated_report()
         result: dict[str, Any] = {"duplicates": [], "cluster_id": None, "repeated_blocks": blocks,
                                   "repeated_share": share, "tokens": f.tokens}
-        if not self.engine.indexable(f) or f.sig is None:
+        if not self.engine.analysis.indexable(f) or f.sig is None:
             return result
-        cands = self.engine.lookup(f.sig)
-        data = self.engine.candidate_data(cands)
-        edges = self.engine.verify(f, cands, data)
+        cands = self.engine.index.lookup(f.sig)
+        data = self.engine.verifier.candidate_data(cands)
+        edges = self.engine.verifier.verify(f, cands, data)
         if not edges:
             return result
         pipe = self.r.pipeline(transaction=False)
@@ -405,12 +230,3 @@ class Dedup:
         result["duplicates"] = dups
         result["cluster_id"] = max(votes, key=lambda c: votes[c]) if votes else None
         return result
-
-
-def ensure_group(client: redis.Redis) -> None:
-    """Create the queue stream and its consumer group once (idempotent)."""
-    try:
-        client.xgroup_create(keys.QUEUE, keys.GROUP, id="0", mkstream=True)
-    except redis.exceptions.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise

@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 import redis
 
-from .errors import ConfigError, NewsDedupError
-from .keys import HASH_ENCODING
+from newsdedup.errors import ConfigError, NewsDedupError
+from newsdedup.keys import HASH_ENCODING
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
            "set_parent_death_signal"]
@@ -111,6 +111,32 @@ def _pid_alive_redis(pid: int) -> bool:
     return b"redis-server" in cmdline
 
 
+def prepare_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` resolved, created and writable, and used by no other live redis-server."""
+    d = data_dir.resolve()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot use {data_dir} as the Redis data directory: {e.strerror or e}; "
+                          "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
+    if not d.is_dir():
+        raise ConfigError(f"{data_dir} is not a directory; choose a writable directory for Redis data "
+                          "(--data-dir or NEWSDEDUP_DATA_DIR)")
+    probe = d / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
+    pidfile = d / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        other = int(pidfile.read_text().strip())
+        if other != os.getpid() and _pid_alive_redis(other):
+            raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
+                                   "or choose another data directory")
+    return d
+
+
 class RedisServer:
     """A redis-server subprocess bound to loopback (or a unix socket) with its data in one directory.
 
@@ -185,29 +211,8 @@ class RedisServer:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="newsdedup-redis-"))
             self._owns_dir = True
-        d = self.data_dir.resolve()
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot use {self.data_dir} as the Redis data directory: {e.strerror or e}; "
-                              "choose a writable directory (--data-dir or NEWSDEDUP_DATA_DIR)") from None
-        if not d.is_dir():
-            raise ConfigError(f"{self.data_dir} is not a directory; choose a writable directory for Redis data "
-                              "(--data-dir or NEWSDEDUP_DATA_DIR)")
-        probe = d / ".write-test"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"cannot write to the Redis data directory {d}: {e.strerror or e}") from None
-        pidfile = d / "redis.pid"
-        with contextlib.suppress(OSError, ValueError):
-            other = int(pidfile.read_text().strip())
-            if other != os.getpid() and _pid_alive_redis(other):
-                raise RedisServerError(f"another redis-server (pid {other}) is already using {d}; stop it first "
-                                       "or choose another data directory")
-        self.data_dir = d
-        return d
+        self.data_dir = prepare_data_dir(self.data_dir)
+        return self.data_dir
 
     def command(self) -> list[str]:
         """The full redis-server argv (config on the command line; no config file to keep in sync)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .keys import cluster_id, cluster_number
+from newsdedup.keys import cluster_id, cluster_number
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""From a submitted page to the text whose shingles are compared.
+"""From a submitted page to lines, line shapes and the blocks that repeat inside it.
 
 Real pages carry more than their story: navigation, share buttons, copyright
 footers, lists of related stories, sometimes the whole body twice. This module
-is pure: it splits a page into lines, finds repeated blocks inside the page,
-and, given how often each line's *shape* has been seen across other pages of
-the same source (learned in Redis by the engine), marks boilerplate lines.
-What remains, each repeated block counted once, is the body.
+is pure: it splits a page into lines, gives every line a *shape* (what
+boilerplate learning counts) and finds repeated blocks inside the page, which
+count once. Which lines are chrome is decided in :mod:`boilerplate`.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ import numpy.typing as npt
 import xxhash
 from simhash import Simhash
 
-from .extract import extract
-from .text import Tokens, normalize, token_hashes, tokenize
+from newsdedup.text.extract import extract
+from newsdedup.text.normalize import normalize
+from newsdedup.text.tokens import Tokens, token_hashes, tokenize
 
-_SENTENCE_INSIDE = re.compile(r"[a-z\u00c0-\u024f0-9)\"”’'][.!?;](\s|$)|[。！？；]")
 _SENTENCE_END = re.compile(r"[.!?。！？；;…\"”’'）)]\s*$")
 MIN_REPEAT_TOKENS = 4  # shorter lines repeat by chance ("share", "home")
 NEAR_REPEAT_TOKENS = 16  # lines this long may repeat with small differences (simhash)
@@ -277,50 +276,3 @@ def _find_repeats(page: Page) -> None:
             text=text, lines=len(originals), chars=sum(len(page.lines[i].raw) for i in originals),
             occurrences=1 + len(copies), first_line=originals[0], repeat_lines=[i for c in copies for i in c]))
     page.repeated.sort(key=lambda b: -b.chars * b.occurrences)
-
-
-def boilerplate_lines(page: Page, counts: list[int], docs: int, min_docs: int, min_share: float) -> set[int]:
-    """Lines that are chrome of this page's source.
-
-    ``counts[i]`` is how many pages of the source contain a line of the shape
-    ``page.shapes[i]`` (this page included), ``docs`` how many pages it has.
-    A shape seen in at least ``min_docs`` pages and ``min_share`` of them is
-    boilerplate. Runs of short link-like lines (related stories, menus)
-    touching boilerplate are boilerplate too: they change from page to page
-    but are not the story.
-    """
-    need = max(min_docs, min_share * docs)
-    frequent = {s for s, c in zip(page.shapes, counts) if c >= need}
-    bp = {i for i, ln in enumerate(page.lines) if ln.shape in frequent}
-    if not bp:
-        return bp
-    n = len(page.lines)
-    changed = True
-    while changed:
-        changed = False
-        i = 0
-        while i < n:
-            if i in bp or not page.lines[i].short:
-                i += 1
-                continue
-            j = i
-            while j < n and j not in bp and page.lines[j].short:
-                j += 1
-            # a run of short lines [i, j) bounded by boilerplate on a side, unless it is prose
-            # wrapped at a fixed width (newswire style): prose has sentence ends inside it
-            touches = (i > 0 and i - 1 in bp) or (j < n and j in bp)
-            if touches and not any(_SENTENCE_INSIDE.search(page.lines[k].raw) for k in range(i, j)):
-                bp.update(range(i, j))
-                changed = True
-            i = j
-    return bp
-
-
-def body(page: Page, boilerplate: set[int]) -> str:
-    """Normalised body text (what is compared), for inspection and tests."""
-    return "\n".join(page.lines[i].norm for i in page.kept(boilerplate))
-
-
-def clean_text(page: Page, boilerplate: set[int]) -> str:
-    """The body as the client wrote it (not normalised), for explanations."""
-    return "\n".join(page.lines[i].raw for i in page.kept(boilerplate))

@@ -1,22 +1,20 @@
-"""Redis access for the engine: a compare-and-set transaction builder and script calls.
+"""The compare-and-set transaction builder, and how "Redis is away" reaches callers.
 
-The engine decides in Python and writes through :class:`Txn` (checks + writes,
-applied atomically by one Lua script) or the dedicated scripts in
-:mod:`newsdedup.scripts`. The Redis client is passed in; nothing here connects.
+The engine decides in Python and writes through :class:`Txn`: checks that must
+still hold plus the writes to make, applied atomically by the ``transact.lua``
+script (see :class:`newsdedup.storage.scripts.Scripts`) or not at all.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
-from redis.commands.core import Script
 
-from . import scripts
-from .errors import StorageUnavailable
+from newsdedup.errors import StorageUnavailable
 
 T = TypeVar("T")
 Arg = str | bytes | int | float
@@ -164,57 +162,3 @@ class Txn:
                member4: bytes) -> Txn:
         """Remove one entry (band value, member) from the LSH band table."""
         return self._w("unband", self.k(state_key), prefix, initial_level, band, value, member4)
-
-
-class Scripts:
-    """The registered Lua scripts of one Redis client (EVALSHA with automatic reload)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.transact: Script = client.register_script(scripts.TRANSACT)
-        self.index: Script = client.register_script(scripts.INDEX)
-        self.lookup: Script = client.register_script(scripts.LOOKUP)
-        self.migrate_buckets: Script = client.register_script(scripts.MIGRATE_BUCKETS)
-        self.boilerplate: Script = client.register_script(scripts.BOILERPLATE)
-        self.prune_boilerplate: Script = client.register_script(scripts.PRUNE_BOILERPLATE)
-        self._hmget_flat: Script = client.register_script(scripts.HMGET_FLAT)
-        self._load: Script = client.register_script(scripts.LOAD)
-        self._cluster_state: Script = client.register_script(scripts.CLUSTER_STATE)
-
-    def hmget_many(self, hash_keys: Sequence[str], fields: Sequence[str]) -> list[list[bytes | None]]:
-        """The same fields of many hashes: one command per 1,000 keys instead of one per key."""
-        out: list[list[bytes | None]] = []
-        nf = len(fields)
-        for i in range(0, len(hash_keys), 1000):
-            flat = self._hmget_flat(keys=list(hash_keys[i:i + 1000]), args=list(fields))
-            out.extend(flat[k:k + nf] for k in range(0, len(flat), nf))
-        return out
-
-    def load(self, pairs: Sequence[tuple[str, str]], fields: Sequence[str]
-             ) -> list[tuple[dict[bytes, bytes], bytes | None]]:
-        """For (hash, string) key pairs: the hash's given fields (those present) and the string."""
-        out: list[tuple[dict[bytes, bytes], bytes | None]] = []
-        nf, bfields = len(fields), [f.encode() for f in fields]
-        for i in range(0, len(pairs), 500):
-            chunk = pairs[i:i + 500]
-            flat = self._load(keys=[k for pair in chunk for k in pair], args=list(fields))
-            for k in range(0, len(flat), nf + 1):
-                rec = {f: v for f, v in zip(bfields, flat[k:k + nf]) if v is not None}
-                out.append((rec, flat[k + nf]))
-        return out
-
-    def cluster_state(self, cluster_pairs: Sequence[tuple[str, str]]) -> list[tuple[bytes | None, list[bytes]]]:
-        """For (cluster hash, member set) pairs: the version (None: implicit singleton) and members."""
-        out: list[tuple[bytes | None, list[bytes]]] = []
-        for i in range(0, len(cluster_pairs), 1000):
-            chunk = cluster_pairs[i:i + 1000]
-            flat = self._cluster_state(keys=[k for pair in chunk for k in pair], args=[])
-            out.extend((flat[k], flat[k + 1].split(b",") if flat[k + 1] else [])
-                       for k in range(0, len(flat), 2))
-        return out
-
-    def run(self, txn: Txn, client: redis.Redis | None = None) -> bool:
-        """Apply a transaction; False when a check failed (the caller re-reads and retries)."""
-        if not txn.keys:
-            return True
-        res = self.transact(keys=txn.keys, args=txn.argv, client=client)
-        return bool(int(res[0]) == 1)

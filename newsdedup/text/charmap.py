@@ -11,7 +11,7 @@ starts with a character of combining class 0 that is never the second half of
 a canonical composition (Hangul vowel and final jamo included). Then nothing
 before it can compose with it and nothing after it can reorder into it, so
 NFKC of the text is the concatenation of NFKC of its characters. Text with any
-other character takes the exact slow path (``text._normalize_slow``); tests
+other character takes the exact slow path (``normalize._normalize_slow``); tests
 check the two agree.
 """
 
@@ -62,10 +62,20 @@ def in_cjk_ranges(cp: int) -> bool:
 
 
 @lru_cache(maxsize=1)
+def t2s_table() -> dict[int, int]:
+    """Traditional -> simplified, one character to one character (zhconv's table)."""
+    from zhconv import zhconv as z
+
+    table: dict[int, int] = {}
+    for k, v in z.getdict("zh-hans").items():
+        if len(k) == 1 and len(v) == 1 and k != v and ord(k) > 0x2E7F:
+            table[ord(k)] = ord(v)
+    return table
+
+
+@lru_cache(maxsize=1)
 def tables() -> Tables:
     """Built once per process (about 0.3 s), on first use rather than at import."""
-    from .text import t2s_table
-
     t2s = t2s_table()
     seconds = _composition_seconds()
     kind = np.zeros(LIMIT, dtype=np.uint8)

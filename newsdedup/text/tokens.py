@@ -1,12 +1,9 @@
-"""Text normalisation, tokens and shingle hashes: pure functions, no I/O.
+"""Tokens and shingle hashes of normalised text: pure functions, no I/O.
 
 Tokens are what two copies of a story share however they were typeset: every
 CJK character is a token, every run of other letters/digits is a token, and
 punctuation and whitespace are not tokens at all (so a copy with other line
-breaks or full-width punctuation has the same token stream). Text is NFKC
-normalised (full-width forms fold to ASCII), case folded, and traditional
-Chinese characters are mapped to simplified ones character by character, so a
-traditional-script repost tokenises like its original.
+breaks or full-width punctuation has the same token stream).
 
 Hashing is vectorised with numpy: the cost of a document is a few array
 operations over its code points, not Python work per token.
@@ -15,14 +12,14 @@ operations over its code points, not Python work per token.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
 
-from . import charmap
+from newsdedup.text import charmap
+from newsdedup.text.normalize import normalize
 
 U64 = np.uint64
 _M64 = (1 << 64) - 1
@@ -32,60 +29,10 @@ TOKEN_RE = re.compile(rf"[{_CJK_CLASS}]|[^\W_{_CJK_CLASS}]+")  # the reference t
 _DIGITS = re.compile(r"\d+")
 
 
-@lru_cache(maxsize=1)
-def t2s_table() -> dict[int, int]:
-    """Traditional -> simplified, one character to one character (zhconv's table)."""
-    from zhconv import zhconv as z
-
-    table: dict[int, int] = {}
-    for k, v in z.getdict("zh-hans").items():
-        if len(k) == 1 and len(v) == 1 and k != v and ord(k) > 0x2E7F:
-            table[ord(k)] = ord(v)
-    return table
-
-
-def normalize(text: str) -> str:
-    """NFKC, case folding and traditional -> simplified Chinese.
-
-    A table gather when every character normalises on its own (see charmap),
-    else the exact slow path; both give the same result.
-    """
-    if text.isascii():
-        return text.lower()
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    if int(cps.max()) >= charmap.LIMIT:
-        return _normalize_slow(text)
-    t = charmap.tables()
-    kind = t.kind[cps]
-    if not kind.all():  # a SLOW character
-        return _normalize_slow(text)
-    out = t.fold[cps].astype("<u4").tobytes().decode("utf-32-le")
-    at = np.flatnonzero(kind == charmap.EXPANDS).tolist()
-    if not at:
-        return out
-    # a few characters become several ("…" -> "...", "ß" -> "ss"): splice them in; str.translate
-    # with a dict would cost a lookup for every character of the page
-    parts, prev = [], 0
-    for i, cp in zip(at, cps[at].tolist()):
-        parts.append(out[prev:i])
-        parts.append(t.expand[cp])
-        prev = i + 1
-    parts.append(out[prev:])
-    return "".join(parts)
-
-
 def warm_up() -> None:
     """Build the per-process tables (about 0.3 s) before serving, so no request pays for them."""
     normalize("預熱…")
     tokenize("预热")
-
-
-def _normalize_slow(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    if text.isascii():
-        return text
-    t2s = t2s_table()
-    return text.translate(t2s)
 
 
 def tokens(normalized: str) -> list[str]:

@@ -8,9 +8,9 @@ import sys
 
 import redis
 
-from .config import Config
-from .dedup import Dedup
-from .errors import NewsDedupError
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.errors import NewsDedupError
 
 
 def retry_command(args: argparse.Namespace) -> int:

@@ -22,12 +22,12 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
-from . import keys
-from .articles import KNOWN_FIELDS, parse_article
-from .config import Config
-from .dedup import Dedup
-from .errors import ValidationError
-from .worker_loop import process_available
+from newsdedup import keys
+from newsdedup.articles import KNOWN_FIELDS, parse_article
+from newsdedup.config import Config
+from newsdedup.dedup import Dedup
+from newsdedup.errors import ValidationError
+from workers.consumer import process_available
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -84,7 +84,7 @@ def run_engine(rows: list[dict[str, Any]], config: Config, batch: int = 500) -> 
     """Cluster ids for every row, as the service assigns them, on a throwaway Redis."""
     import redis
 
-    from .redis_server import RedisServer
+    from newsdedup.ops.redis_server import RedisServer
 
     with RedisServer(data_dir=None, appendonly=False) as server:
         client: Any = redis.Redis.from_url(server.url)

@@ -1,0 +1,50 @@
+"""Candidates become edges: the estimated Jaccard or containment that makes a duplicate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from newsdedup import keys
+from newsdedup.config import Config
+from newsdedup.engine.jobs import Edge, Features
+from newsdedup.index.minhash import containments, jaccard
+from newsdedup.storage.records import unpack_sig
+from newsdedup.storage.scripts import Scripts
+
+MIN_CONTAINMENT_SHINGLES = 20  # containment of a tiny text in a big one says nothing
+
+
+class Verifier:
+    """Checks LSH candidates against the thresholds, with their stored signatures and sizes."""
+
+    def __init__(self, config: Config, scripts: Scripts) -> None:
+        self.cfg = config
+        self.scripts = scripts
+
+    def verify(self, f: Features, cands: list[int], data: dict[int, tuple[npt.NDArray[np.uint32], int]]
+               ) -> list[Edge]:
+        """Candidates whose estimated Jaccard or containment makes them duplicates."""
+        ok = [m for m in cands if m in data]
+        if not ok or f.sig is None:
+            return []
+        sigs = np.stack([data[m][0] for m in ok])
+        sizes = np.array([data[m][1] for m in ok], dtype=np.int64)
+        j = jaccard(f.sig, sigs)
+        a_in_b, b_in_a = containments(j, f.size, sizes)
+        small = np.minimum(sizes, f.size) >= MIN_CONTAINMENT_SHINGLES
+        cont = np.where(small, np.maximum(a_in_b, b_in_a), 0.0)
+        hit = (j >= self.cfg.sim_threshold) | (cont >= self.cfg.containment_threshold)
+        at = np.flatnonzero(hit)
+        return [Edge(n=ok[i], similarity=s, containment=c)
+                for i, s, c in zip(at.tolist(), np.round(j[at], 4).tolist(), np.round(cont[at], 4).tolist())]
+
+    def candidate_data(self, ns: Sequence[int]) -> dict[int, tuple[npt.NDArray[np.uint32], int]]:
+        out = {}
+        for m, (sig_b, size_b) in zip(ns, self.scripts.hmget_many([keys.article(m) for m in ns], ("sig", "size"))):
+            sig = unpack_sig(sig_b, self.cfg.num_perm) if sig_b else None
+            if sig is not None and size_b is not None:
+                out[m] = (sig, int(size_b))
+        return out

@@ -1,0 +1,82 @@
+-- ARGV is a flat list of instructions: name, argument count, arguments...
+-- Checks ("eqm", "exists") run first; if one fails nothing is written and the
+-- script returns {0, index-of-failed-check}. Otherwise every write runs and {1} is returned.
+-- Runs after band_table.lua (the loader puts that library in front of it).
+local argv = ARGV
+local instrs = {}
+local i = 1
+while i <= #argv do
+  local name = argv[i]
+  local n = tonumber(argv[i + 1])
+  local args = {}
+  for j = 1, n do args[j] = argv[i + 1 + j] end
+  instrs[#instrs + 1] = {name, args}
+  i = i + 2 + n
+end
+local function key(s) return KEYS[tonumber(s)] end
+for idx, ins in ipairs(instrs) do
+  local name, a = ins[1], ins[2]
+  if name == "eqm" then  -- fields of one hash ("" = absent): one HMGET
+    local nf = (#a - 1) / 2
+    local fields = {}
+    for f = 1, nf do fields[f] = a[2 * f] end
+    local got = redis.call("HMGET", key(a[1]), unpack(fields))
+    for f = 1, nf do
+      local want = a[2 * f + 1]
+      if want == "" then
+        if got[f] then return {0, idx} end
+      elseif got[f] ~= want then return {0, idx} end
+    end
+  elseif name == "exists" then
+    if redis.call("EXISTS", key(a[1])) ~= tonumber(a[2]) then return {0, idx} end
+  end
+end
+for _, ins in ipairs(instrs) do
+  local name, a = ins[1], ins[2]
+  if name == "hset" then
+    redis.call("HSET", key(a[1]), unpack(a, 2))
+  elseif name == "hdel" then
+    redis.call("HDEL", key(a[1]), unpack(a, 2))
+  elseif name == "hincrby" then
+    redis.call("HINCRBY", key(a[1]), a[2], a[3])
+  elseif name == "hincrn" then  -- field, delta pairs
+    local k = key(a[1])
+    for j = 2, #a, 2 do redis.call("HINCRBY", k, a[j], a[j + 1]) end
+  elseif name == "sadd" then
+    redis.call("SADD", key(a[1]), unpack(a, 2))
+  elseif name == "srem" then
+    redis.call("SREM", key(a[1]), unpack(a, 2))
+  elseif name == "set" then
+    redis.call("SET", key(a[1]), a[2])
+  elseif name == "del" then
+    local ks = {}
+    for j = 1, #a do ks[j] = key(a[j]) end
+    redis.call("DEL", unpack(ks))
+  elseif name == "zadd" then  -- score, members...
+    local args = {}
+    for j = 3, #a do args[#args + 1] = a[2]; args[#args + 1] = a[j] end
+    redis.call("ZADD", key(a[1]), unpack(args))
+  elseif name == "zrem" then
+    redis.call("ZREM", key(a[1]), unpack(a, 2))
+  elseif name == "xack" then  -- group, ids...
+    -- a finished entry is deleted too: the stream holds only work not yet done
+    redis.call("XACK", key(a[1]), a[2], unpack(a, 3))
+    redis.call("XDEL", key(a[1]), unpack(a, 3))
+  elseif name == "xadd" then
+    redis.call("XADD", key(a[1]), "*", unpack(a, 2))
+  elseif name == "xaddcap" then  -- maxlen, fields...: approximate trimming (whole stream nodes)
+    redis.call("XADD", key(a[1]), "MAXLEN", "~", a[2], "*", unpack(a, 3))
+  elseif name == "unband" then  -- state key, bucket prefix, initial level, band, band value, n4
+    local skey = key(a[1])
+    local level, nxt = bt_state(skey, a[3])
+    local bkey = bt_key(a[2], a[4], bt_addr(struct.unpack("<I4", a[5]), level, nxt))
+    local s = redis.call("GET", bkey)
+    local at = s and bt_aligned(s, a[5] .. a[6], 1)
+    if at then
+      s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+      if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
+      redis.call("HINCRBY", skey, "entries", -1)
+    end
+  end
+end
+return {1}
