@@ -104,6 +104,7 @@ class ProcessCounters:
             raise
 
     def _start(self, r: Any) -> None:
+        self._client = r  # the app's client (one app per process in production)
         if self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
