@@ -26,7 +26,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = Config.from_env()
     _setup_logging(config)
     return supervisor.up(config, args.host, args.port, args.workers,
-                         Path(args.data_dir) if args.data_dir else config.data_dir)
+                         Path(args.data_dir) if args.data_dir else config.data_dir, cluster=args.cluster)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="queue worker processes (default: one per core, at most 8; here %(default)s)")
     p.add_argument("--data-dir", default=None,
                    help="embedded Redis data lives in DATA_DIR/redis (default NEWSDEDUP_DATA_DIR or ./var)")
+    p.add_argument("--cluster", action="store_true",
+                   help="start a local Redis Cluster (3 masters + 3 replicas, in DATA_DIR/cluster) instead of one "
+                        "Redis; refused until the engine supports Redis Cluster (docs/cluster.md)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (production server)")

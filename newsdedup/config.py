@@ -36,6 +36,9 @@ NEWSDEDUP_API_KEYS                 (unset)          comma-separated keys; set = 
 NEWSDEDUP_AUTH_READS               false            also require a key for reads
 NEWSDEDUP_RATE_LIMIT               6000             requests per minute per client (0 = off)
 NEWSDEDUP_REDIS_TIMEOUT            5                Redis socket timeout, seconds
+NEWSDEDUP_REDIS_CLUSTER            auto             REDIS_URL is a Redis Cluster node: true|false, or
+                                                    auto: ask it (INFO cluster). Cluster mode is not
+                                                    supported yet and is refused (docs/cluster.md)
 NEWSDEDUP_LOG_LEVEL                INFO             logging level
 NEWSDEDUP_LOG_FORMAT               text             text, or json: one object per line (time, level,
                                                     logger, message, request_id and other fields)
@@ -126,6 +129,7 @@ class Config:
     auth_reads: bool = False
     rate_limit: int = 6000
     redis_timeout: float = 5.0
+    redis_cluster: str = "auto"
     log_level: str = "INFO"
     log_format: str = "text"
     events_maxlen: int = 200_000
@@ -139,6 +143,8 @@ class Config:
         if self.redis_url is not None and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
             raise ConfigError(f"REDIS_URL={self.redis_url!r}: use redis://host:port/db, rediss://... (TLS) "
                               "or unix:///path/to/socket")
+        if self.redis_cluster not in ("auto", "true", "false"):
+            raise ConfigError(f"NEWSDEDUP_REDIS_CLUSTER={self.redis_cluster!r}: use true, false or auto (ask Redis)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"NEWSDEDUP_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
@@ -191,6 +197,9 @@ class Config:
         for name, attr in (("NEWSDEDUP_KEEP_TEXT", "keep_text"), ("NEWSDEDUP_AUTH_READS", "auth_reads")):
             if (v := get(name)) is not None:
                 kw[attr] = _bool(name, v)
+        if (v := get("NEWSDEDUP_REDIS_CLUSTER")) is not None:
+            mode = v.strip().lower()
+            kw["redis_cluster"] = mode if mode == "auto" else str(_bool("NEWSDEDUP_REDIS_CLUSTER", v)).lower()
         if (v := get("NEWSDEDUP_API_KEYS")) is not None:
             kw["api_keys"] = tuple(k.strip() for k in v.split(",") if k.strip())
         if (v := get("NEWSDEDUP_LOG_LEVEL")) is not None:

@@ -39,6 +39,19 @@ class IndexMismatch(ConfigError):
     code = "index_mismatch"
 
 
+class ClusterNotSupported(ConfigError):
+    """REDIS_URL names a Redis Cluster node, which the current key schema cannot use (docs/cluster.md)."""
+
+    status = 503
+    code = "cluster_not_supported"
+
+    def __init__(self, message: str = "REDIS_URL points at a Redis Cluster node, and newsdedup cannot run on Redis "
+                 "Cluster yet: its scripts touch keys in many hash slots (docs/cluster.md). Point REDIS_URL at a "
+                 "standalone Redis (cluster-enabled no), e.g. the one `newsdedup up` starts when REDIS_URL is unset"
+                 ) -> None:
+        super().__init__(message)
+
+
 class ValidationError(NewsDedupError):
     """Client input is malformed (4xx)."""
 

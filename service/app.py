@@ -16,9 +16,10 @@ from flask import Flask, Response, current_app, g, request
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.errors import ConfigError, PayloadTooLarge
+from newsdedup.errors import PayloadTooLarge
 from newsdedup.logs import new_request_id, request_id
 from newsdedup.metrics import counters
+from newsdedup.redis_client import connect
 
 from .api import bp
 from .auth import authenticate
@@ -26,20 +27,10 @@ from .errors import register_error_handlers
 from .ids import ArticleIdConverter, RawPathMiddleware
 from .ratelimit import check_rate
 
-NO_REDIS_URL = ("REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set "
-                "REDIS_URL=redis://host:6379/0")
-
 
 def make_redis(config: Config) -> redis.Redis:
-    """A pooled client with bounded timeouts, so a dead Redis costs a request seconds, not forever.
-
-    ``rediss://`` URLs turn on TLS (redis-py reads it from the scheme), ``unix://`` uses a socket.
-    """
-    if config.redis_url is None:
-        raise ConfigError(NO_REDIS_URL)
-    return redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout,
-                                socket_connect_timeout=config.redis_timeout, health_check_interval=30,
-                                retry_on_timeout=False)
+    """The API's client: :func:`newsdedup.redis_client.connect` (bounded timeouts; a cluster is refused)."""
+    return connect(config)
 
 
 log = logging.getLogger("newsdedup.service.requests")

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from newsdedup.config import Config
+from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -19,6 +20,17 @@ def redis_server() -> Iterator[RedisServer]:
     """A private redis-server (temporary data dir, free port) shared by the session; never restart it."""
     with RedisServer(data_dir=None) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real local Redis Cluster, 3 masters + 3 replicas, shared by the session (started on first use).
+
+    A short node timeout makes a failover take a second or two; a test that kills a node must leave
+    the cluster healthy again (restart it and ``wait_healthy``).
+    """
+    with RedisCluster(tmp_path_factory.mktemp("cluster"), node_timeout_ms=1000) as cluster:
+        yield cluster
 
 
 @pytest.fixture

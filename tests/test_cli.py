@@ -371,3 +371,30 @@ def test_up_runs_redis_api_and_workers_then_stops_on_sigterm(tmp_path: Path, mon
     assert not (redis_dir / "redis.pid").exists()  # Redis was shut down gracefully
     with RedisServer(redis_dir) as again:
         assert redis.Redis.from_url(again.url).get("workers-started") == b"2"
+
+
+# --- up --cluster (plumbing in place; refused until the engine supports Redis Cluster) ---------------------------
+
+def test_up_cluster_is_refused_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert build_parser().parse_args(["up", "--cluster"]).cluster is True
+    assert cli.main(["up", "--cluster", "--data-dir", str(tmp_path / "d"), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "newsdedup: error: newsdedup up --cluster: the engine cannot run on Redis Cluster yet" in err
+    assert not (tmp_path / "d").exists()  # no Redis was started
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert cli.main(["up", "--cluster", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--cluster starts a local Redis Cluster, but REDIS_URL is set" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_supervisor_restarts_a_dead_cluster_node(redis_cluster: Any) -> None:
+    """The supervisor treats a RedisCluster like its one embedded Redis: a node that dies is started again."""
+    replica = redis_cluster.replicas_of(redis_cluster.live_masters()[0])[0]
+    replica.kill()
+    assert not redis_cluster.running and redis_cluster.returncode is not None
+    sup = Supervisor(api_argv=[], worker_argv=[], workers=0, env={}, health_url="", redis=redis_cluster)
+    assert sup._check() is None
+    assert replica.running and redis_cluster.running
+    redis_cluster.wait_healthy()

@@ -25,8 +25,29 @@ def _argv(command: str | list[str]) -> list[str]:
     return command.split() if isinstance(command, str) else [str(c) for c in command]
 
 
+CLUSTER_NODES = {f"redis-node-{i}" for i in range(1, 7)}
+
+
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "api", "worker"}
+    assert set(compose["services"]) == {"redis", "api", "worker", "redis-cluster-init"} | CLUSTER_NODES
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert default == {"redis", "api", "worker"}  # the cluster is opt-in: --profile cluster
+
+
+def test_cluster_profile_nodes_run_with_our_settings(compose: dict[str, Any]) -> None:
+    for name in sorted(CLUSTER_NODES):
+        node = compose["services"][name]
+        assert node["profiles"] == ["cluster"] and str(node["image"]).startswith("redis:7")
+        argv = _argv(node["command"])
+        assert argv[:len(redis_server_args("everysec")) + 1] == ["redis-server", *redis_server_args("everysec")]
+        assert argv[argv.index("--cluster-enabled") + 1] == "yes"
+        assert argv[argv.index("--cluster-config-file") + 1] == "nodes.conf"
+        assert f"{name}:/data" in node["volumes"] and name in compose["volumes"]
+    init = compose["services"]["redis-cluster-init"]
+    script = " ".join(_argv(init["command"]))
+    assert "--cluster create" in script and "--cluster-replicas 1" in script and "--cluster-yes" in script
+    assert set(init["depends_on"]) == CLUSTER_NODES
+    assert all(d["condition"] == "service_healthy" for d in init["depends_on"].values())
 
 
 def test_redis_runs_with_our_settings(compose: dict[str, Any]) -> None:

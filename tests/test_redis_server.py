@@ -129,3 +129,27 @@ def test_startup_failure_quotes_the_log(tmp_path: Path) -> None:
     with pytest.raises(RedisServerError, match="no-such-directive") as info:
         RedisServer(tmp_path, extra_args=["--no-such-directive", "1"]).start()
     assert "exited with code" in str(info.value)
+
+
+def _fake_binary(path: Path, banner: str) -> str:
+    """A stand-in executable that prints a ``--version`` banner (only the version parsing is under test)."""
+    path.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_redis_server_version_and_newest(tmp_path: Path) -> None:
+    from newsdedup.ops.redis_binaries import newest_redis_server, redis_server_candidates, redis_server_version
+
+    shipped = find_redis_server()
+    assert shipped in redis_server_candidates()
+    version = redis_server_version(shipped)
+    assert version is not None and version >= (6, 0)
+    newer = _fake_binary(tmp_path / "new", "Redis server v=99.1.2 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64")
+    mute = _fake_binary(tmp_path / "mute", "no version here")
+    assert redis_server_version(newer) == (99, 1, 2)
+    assert redis_server_version(mute) is None
+    assert redis_server_version(str(tmp_path / "missing")) is None
+    assert newest_redis_server([shipped, mute, newer]) == newer
+    assert newest_redis_server([shipped, shipped]) == shipped
+    assert newest_redis_server([mute]) is None

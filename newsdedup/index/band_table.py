@@ -21,6 +21,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
+from newsdedup.redis_client import require_single_node
 from newsdedup.storage.records import decoded, distinct_members, n4
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
@@ -72,6 +73,7 @@ class BandTable:
         """
         if self._index_ok and not recheck:
             return
+        require_single_node(self.r)  # the scripts are not slot-legal yet: refuse a cluster before writing
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))

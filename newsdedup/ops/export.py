@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.index.minhash import jaccard
+from newsdedup.redis_client import connect
 from newsdedup.storage.records import decoded, unpack_sig
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import storage_errors
@@ -121,12 +120,9 @@ def export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     config = Config.from_env()
-    if not config.redis_url:
-        raise ConfigError("REDIS_URL is not set; export reads Redis directly: set REDIS_URL=redis://host:6379/0")
     if args.min_size < 1:
         raise ConfigError("--min-size must be at least 1")
-    r = redis.Redis.from_url(config.redis_url, socket_timeout=max(30.0, config.redis_timeout),
-                             socket_connect_timeout=config.redis_timeout)
+    r = connect(config, read_margin=30.0)  # long ZSCAN/SMEMBERS replies on a big index
     with storage_errors():
         total = int(r.zcard(keys.CLUSTERS)) + (int(r.zcard(keys.SINGLES)) if args.min_size <= 1 else 0)
         out: IO[str] = sys.stdout if args.out in (None, "-") else open(  # noqa: SIM115 - closed below

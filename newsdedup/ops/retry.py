@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 
-import redis
-
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NewsDedupError
+from newsdedup.redis_client import connect
 
 
 def retry_command(args: argparse.Namespace) -> int:
@@ -22,8 +21,8 @@ def retry_command(args: argparse.Namespace) -> int:
     if not config.redis_url:
         print("newsdedup retry: error: REDIS_URL is not set; point it at the service's Redis", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(config.redis_url, socket_timeout=config.redis_timeout)
     try:
+        client = connect(config)
         result = Dedup(client, config).retry_failed(None if getattr(args, "all", False) else ids)
     except NewsDedupError as exc:
         print(f"newsdedup retry: error: {exc.message}", file=sys.stderr)

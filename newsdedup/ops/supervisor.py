@@ -25,8 +25,10 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from newsdedup.config import Config
-from newsdedup.errors import ConfigError, NewsDedupError
+from newsdedup.errors import ClusterNotSupported, ConfigError, NewsDedupError
+from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, set_parent_death_signal
+from newsdedup.redis_client import CLUSTER_SCHEMA
 
 log = logging.getLogger("newsdedup.up")
 
@@ -259,8 +261,18 @@ class Supervisor:
                 proc.wait()
 
 
-def up(config: Config, host: str, port: int, workers: int, data_dir: Path) -> int:
-    """API + workers (+ an embedded Redis when REDIS_URL is unset), stopped together on Ctrl-C."""
+def up(config: Config, host: str, port: int, workers: int, data_dir: Path, cluster: bool = False) -> int:
+    """API + workers (+ an embedded Redis when REDIS_URL is unset), stopped together on Ctrl-C.
+
+    ``cluster``: a local Redis Cluster in ``data_dir/cluster`` instead of the one embedded Redis;
+    refused until the key schema is slot-legal (docs/cluster.md).
+    """
+    if cluster and config.redis_url is not None:
+        raise ConfigError("--cluster starts a local Redis Cluster, but REDIS_URL is set; unset REDIS_URL or drop "
+                          "--cluster")
+    if cluster and not CLUSTER_SCHEMA:
+        raise ClusterNotSupported("newsdedup up --cluster: the engine cannot run on Redis Cluster yet (its scripts "
+                                  "touch keys in many hash slots; docs/cluster.md); run `newsdedup up` without it")
     _check_port_free(host, port)
 
     stop, force = threading.Event(), threading.Event()
@@ -273,8 +285,16 @@ def up(config: Config, host: str, port: int, workers: int, data_dir: Path) -> in
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
-            server: RedisServer | None = None
-            if config.redis_url is None:
+            server: RedisServer | RedisCluster | None = None
+            cluster_env: dict[str, str] = {}
+            if cluster:
+                server = RedisCluster(data_dir / "cluster", appendfsync=config.appendfsync, die_with_parent=True)
+                stack.enter_context(server)
+                redis_url = server.url
+                redis_desc = (f"Redis Cluster {redis_url} ({server.masters} masters + "
+                              f"{server.masters * server.replicas} replicas, data in {data_dir / 'cluster'})")
+                cluster_env["NEWSDEDUP_REDIS_CLUSTER"] = "true"
+            elif config.redis_url is None:
                 server = RedisServer(data_dir=data_dir / "redis", appendfsync=config.appendfsync,
                                      die_with_parent=True)
                 stack.enter_context(server)
@@ -283,7 +303,7 @@ def up(config: Config, host: str, port: int, workers: int, data_dir: Path) -> in
             else:
                 redis_url = config.redis_url
                 redis_desc = f"Redis {redact_url(redis_url)} (REDIS_URL)"
-            env = dict(os.environ, REDIS_URL=redis_url)
+            env = dict(os.environ, REDIS_URL=redis_url, **cluster_env)
             api_url = f"http://{_client_host(host)}:{port}"
             plural = "s" if workers != 1 else ""
             sup = Supervisor(api_argv=serve_command(host, port), worker_argv=worker_command(),
