@@ -44,6 +44,9 @@ NEWSDEDUP_LOG_FORMAT               text             text, or json: one object pe
                                                     logger, message, request_id and other fields)
 NEWSDEDUP_EVENTS_MAXLEN            200000           events kept in the feed (GET /v1/events); trimming
                                                     is approximate (whole stream nodes): a few more
+NEWSDEDUP_UI                       true             serve the web pages (/, /ui/...); false = 404
+NEWSDEDUP_SECRET_KEY               (derived)        signs the pages' login cookie; default: derived
+                                                    from NEWSDEDUP_API_KEYS (set it when keys rotate)
 =================================  ===============  =================================================
 """
 
@@ -133,6 +136,8 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     events_maxlen: int = 200_000
+    ui: bool = True
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.appendfsync not in ("always", "everysec", "no"):
@@ -194,7 +199,8 @@ class Config:
         for name, (attr, flo, fhi) in floats.items():
             if (v := get(name)) is not None:
                 kw[attr] = _float(name, v, flo, fhi)
-        for name, attr in (("NEWSDEDUP_KEEP_TEXT", "keep_text"), ("NEWSDEDUP_AUTH_READS", "auth_reads")):
+        for name, attr in (("NEWSDEDUP_KEEP_TEXT", "keep_text"), ("NEWSDEDUP_AUTH_READS", "auth_reads"),
+                           ("NEWSDEDUP_UI", "ui")):
             if (v := get(name)) is not None:
                 kw[attr] = _bool(name, v)
         if (v := get("NEWSDEDUP_REDIS_CLUSTER")) is not None:
@@ -202,6 +208,10 @@ class Config:
             kw["redis_cluster"] = mode if mode == "auto" else str(_bool("NEWSDEDUP_REDIS_CLUSTER", v)).lower()
         if (v := get("NEWSDEDUP_API_KEYS")) is not None:
             kw["api_keys"] = tuple(k.strip() for k in v.split(",") if k.strip())
+        if (v := get("NEWSDEDUP_SECRET_KEY")) is not None:
+            if len(v.strip()) < 16:
+                raise ConfigError("NEWSDEDUP_SECRET_KEY is too short; use at least 16 random characters")
+            kw["secret_key"] = v.strip()
         if (v := get("NEWSDEDUP_LOG_LEVEL")) is not None:
             kw["log_level"] = v.strip().upper()
         if (v := get("NEWSDEDUP_LOG_FORMAT")) is not None:

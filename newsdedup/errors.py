@@ -103,3 +103,10 @@ class ProcessingError(NewsDedupError):
     """An article could not be processed (counted as an attempt; dead-lettered after N)."""
 
     code = "processing_failed"
+
+
+class TextUnavailable(NewsDedupError):
+    """An explanation needs a kept text that is not there (not processed yet, or NEWSDEDUP_KEEP_TEXT=false)."""
+
+    status = 409
+    code = "text_unavailable"

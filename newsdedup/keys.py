@@ -17,7 +17,11 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        (uint32 x num_perm), size (shingles), tokens, cluster,
                                        repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese; zlib in data written before), attempts, error
+                                       Chinese; zlib in data written before), attempts, error,
+                                       page (the page as submitted, packed like text, when it is
+                                       more than the kept text), lines (JSON {"bp": boilerplate
+                                       line indices, "title": title line indices} of page),
+                                       head (its record in nd:heads:{chunk})
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -42,6 +46,14 @@ nd:rl:{client}:{minute}        string  per-client request counter for rate limit
 nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
                                        (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
 nd:metrics                     hash    counters behind /metrics (see newsdedup.metrics)
+nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
+                                       expires after 2 hours (the overview's "last minute / hour")
+nd:heads:{chunk}               string  headline search, one string per 1024 article numbers
+                                       (n // 1024): a record "<normalised title>\x1f<n>\x1e" per
+                                       processed article, searched inside Redis with a plain
+                                       substring find; the article's "head" field holds its record
+                                       so that an update or a delete cuts it out
+nd:csizes                      zset    clusters with 2+ members scored by size (largest clusters)
 =============================  ======  ==============================================================
 
 The LSH band table is a linear hash table (one per band, split in step): a band
@@ -74,6 +86,11 @@ META = PREFIX + "meta"
 GROUP = "workers"
 EVENTS = PREFIX + "events"
 METRICS = PREFIX + "metrics"
+HEADLINE_CHUNK = 1024  # article numbers per nd:heads:{chunk} string
+HEADLINE_SEP = "\x1e"  # ends each headline record
+CLUSTER_SIZES = PREFIX + "csizes"
+DONE_BUCKET_MS = 10_000
+DONE_TTL_MS = 2 * 3600 * 1000
 BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
 BANDS = PREFIX + "bands"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
@@ -103,6 +120,16 @@ def cluster_members(cid: str) -> str:
 
 def boilerplate(source: str) -> str:
     return f"{PREFIX}bp:{source}"
+
+
+def headlines(n: int) -> str:
+    """The headline-search string that holds article ``n``'s record."""
+    return f"{PREFIX}heads:{n // HEADLINE_CHUNK}"
+
+
+def done_bucket(bucket: int) -> str:
+    """Counter of articles finished in 10-second bucket ``bucket`` (ms time // DONE_BUCKET_MS)."""
+    return f"{PREFIX}done:{bucket}"
 
 
 def rate_limit(client: str, minute: int) -> str:

@@ -18,6 +18,7 @@ from newsdedup.articles import parse_article, parse_submission
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NotFound, ValidationError
+from newsdedup.explain import explain
 from newsdedup.metrics import counters
 from newsdedup.storage.txn import storage_errors
 
@@ -99,6 +100,12 @@ def submit_articles() -> Response:
 @bp.get("/v1/articles/<aid:article_id>")
 def get_article(article_id: str) -> Response:
     return _json(_dedup().article(article_id))
+
+
+@bp.get("/v1/articles/<aid:article_id>/compare/<aid:other_id>")
+def compare_articles(article_id: str, other_id: str) -> Response:
+    """Why two stored articles are (or are not) duplicates: exact figures and shared passages."""
+    return _json(explain(current_app.extensions["newsdedup.redis"], _config(), article_id, other_id).report())
 
 
 @bp.delete("/v1/articles/<aid:article_id>")

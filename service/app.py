@@ -12,7 +12,8 @@ import logging
 import time
 
 import redis
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, current_app, g, request
+from werkzeug.wrappers import Response
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
@@ -26,6 +27,7 @@ from .auth import authenticate
 from .errors import register_error_handlers
 from .ids import ArticleIdConverter, RawPathMiddleware
 from .ratelimit import check_rate
+from .ui import page_guard, register_pages
 
 
 def make_redis(config: Config) -> redis.Redis:
@@ -56,21 +58,28 @@ def _finish(resp: Response) -> Response:
     return resp
 
 
-def _guard() -> None:
+def _guard() -> Response | None:
     """Before every request: size, auth, rate limit (in that order, cheapest checks first).
 
     Unknown routes and wrong methods skip this so they answer 404/405 without touching Redis.
     """
     if request.routing_exception is not None or request.endpoint is None:
-        return
+        return None
     ext = current_app.extensions
     config: Config = ext["newsdedup.config"]
     if request.content_length is not None and request.content_length > config.max_body:
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {config.max_body}")
-    key = authenticate(request, config)
-    if config.rate_limit > 0 and request.endpoint not in ("api.healthz", "api.readyz", "api.openapi"):
+    if request.blueprint in ("ui", "docs"):  # pages: a login cookie, not a bearer header
+        key, login = page_guard(config)
+        if login is not None:
+            return login
+    else:
+        key = authenticate(request, config)
+    if config.rate_limit > 0 and request.endpoint not in ("api.healthz", "api.readyz", "api.openapi", "ui.static",
+                                                          "docs.docs_asset", "docs.static"):
         who = key or f"ip:{request.remote_addr or 'unknown'}"
         check_rate(ext["newsdedup.redis"], who, config.rate_limit)
+    return None
 
 
 def create_app(config: Config | None = None, redis_client: redis.Redis | None = None) -> Flask:
@@ -93,4 +102,5 @@ def create_app(config: Config | None = None, redis_client: redis.Redis | None = 
     app.before_request(_guard)
     app.after_request(_finish)
     app.register_blueprint(bp)
+    register_pages(app, config)
     return app

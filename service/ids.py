@@ -8,7 +8,7 @@ parts. So ``/v1/articles/a%2Fcompare%2Fb`` is the article ``a/compare/b`` while
 WSGI servers hand the app a *decoded* PATH_INFO, where ``%2F`` and ``/`` look
 the same. :class:`RawPathMiddleware` rebuilds PATH_INFO under ``/v1/articles/``
 from the raw request URI (``RAW_URI``/``REQUEST_URI``, set by gunicorn and
-werkzeug) decoding everything but ``%2F`` and ``%25``; the ``aid`` converter
+werkzeug) decoding everything but ``%2F`` and ``%25`` (under ``/ui/compare/`` too); the ``aid`` converter
 matches one segment and decodes those two. Without a raw URI every ``%`` is
 escaped instead, so the converter's decoding is then the identity.
 """
@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, unquote_to_bytes
 
 from werkzeug.routing import BaseConverter
 
-PREFIX = "/v1/articles/"
+PREFIXES = ("/v1/articles/", "/ui/compare/")  # routes whose segments are article ids
 _KEEP = re.compile(r"%(?:2[fF]|25)")
 _ESC = re.compile(r"%[0-9A-Fa-f]{2}")
 
@@ -55,7 +55,7 @@ class RawPathMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
-        if path.startswith(PREFIX):
+        if path.startswith(PREFIXES):
             environ["PATH_INFO"] = self._rebuild(environ, path)
         return self.app(environ, start_response)
 

@@ -115,20 +115,16 @@ def _schemas(config: Config) -> dict[str, Any]:
                                             "description": "Each article as GET /v1/articles/{id} shows it"}}),
         "Event": _obj({
             "cursor": {"type": "string", "description": "Opaque; pass as after= to resume after this event"},
-            "type": {"type": "string", "enum": ["article.done", "article.failed", "article.deleted",
-                                                "cluster.merged"]},
-            "at": _nullable(timestamp),
-            "id": {"type": "string", "description": "The article (article.*)"},
+            "type": {"type": "string", "enum": ["article.done", "article.failed", "article.deleted", "cluster.merged"]},
+            "at": _nullable(timestamp), "id": {"type": "string", "description": "The article (article.*)"},
             "cluster_id": _nullable({"type": "string", "description": "article.done: its cluster; "
                                      "cluster.merged: the cluster the merged ones became"}),
-            "cluster_size": count,
-            "duplicate_of": _nullable({"type": "string", "description": "The cluster's canonical article, "
-                                       "when it is not this one"}),
+            "cluster_size": count, "duplicate_of": _nullable({"type": "string", "description": "The cluster's "
+                                                               "canonical article, when it is not this one"}),
             "duplicates": {"type": "array", "items": _ref("Duplicate"),
                            "description": "Duplicates verified when the article was processed (at most 50)"},
             "merged": {"type": "array", "items": {"type": "string"}, "description": "Cluster ids merged away"},
-            "error": {"type": "string"}, "attempts": count,
-            "request_id": {"type": "string", "description": "X-Request-ID of the submission"},
+            "error": {"type": "string"}, "attempts": count, "request_id": {"type": "string"},
         }, required=["cursor", "type", "at"]),
         "EventPage": _obj({"events": {"type": "array", "items": _ref("Event")},
                            "next_cursor": {"type": "string", "description": "Resume here (the same cursor when "
@@ -160,6 +156,41 @@ def _schemas(config: Config) -> dict[str, Any]:
                      "published_at", "ingested_at", "processed_at", "lang", "repeated_blocks", "repeated_share",
                      "tokens", "error", "attempts"]),
         "Deleted": _obj({"id": {"type": "string"}, "deleted": {"type": "boolean", "enum": [True]}}),
+        "Span": {"type": "array", "items": count, "minItems": 2, "maxItems": 2,
+                 "description": "[start, end) character offsets in that side's kept text"},
+        "Passage": _obj({"a": _ref("Span"), "b": _ref("Span"), "tokens": {**count, "description": "Tokens of A "
+                                                                                                  "in it"}}),
+        "ComparedBlock": _obj({
+            **repeated_block["properties"],
+            "first_line": {**count, "description": "Line number (from 0) of the block's first line"},
+            "line_numbers": {"type": "array", "items": count, "description": "Lines of the first occurrence"},
+            "repeat_lines": {"type": "array", "items": count, "description": "Lines of the later copies (left "
+                                                                             "out of the body)"},
+        }, required=list(repeated_block["properties"])),
+        "ComparedSide": _obj({
+            "id": {"type": "string"}, "title": {"type": "string"}, "source": _nullable({"type": "string"}),
+            "url": _nullable({"type": "string"}), "cluster_id": _nullable({"type": "string"}),
+            "text": {"type": "string", "description": "The kept text that was compared; passages point into it"},
+            "page": {"type": "string", "enum": ["as_submitted", "kept_text"],
+                     "description": "as_submitted: line numbers refer to the page as posted (its text lines, or "
+                                    "the lines extracted from its HTML); kept_text: only the kept text is stored "
+                                    "(its whole page was the body, or it was stored before pages were kept)"},
+            "lines": count,
+            "boilerplate_lines": {"type": "array", "description": "Lines dropped as the source's boilerplate",
+                                  "items": _obj({"line": count, "text": {"type": "string"}})},
+            "repeated_blocks": {"type": "array", "items": _ref("ComparedBlock")},
+        }),
+        "Comparison": _obj({
+            "a": _ref("ComparedSide"), "b": _ref("ComparedSide"),
+            "same_cluster": {"type": "boolean"},
+            "similarity": {**score, "description": "Exact Jaccard of the two kept texts' shingle sets"},
+            "containment": _obj({"a_in_b": {**score, "description": "Share of A's shingles found in B"},
+                                 "b_in_a": {**score, "description": "Share of B's shingles found in A"}}),
+            "shingle_length": {"type": "integer", "minimum": 1},
+            "shingles": _obj({"a": count, "b": count, "shared": count}),
+            "passages": {"type": "array", "items": _ref("Passage"),
+                         "description": "Shared passages, longest first; each stretch of either text at most once"},
+        }),
         "Cluster": _obj(cluster_props, required=["cluster_id", "size", "canonical_id", "members", "created_at",
                                                  "updated_at"]),
         "ClusterPage": _obj({"clusters": {"type": "array", "items": _ref("Cluster")},
@@ -204,6 +235,8 @@ def _responses(config: Config) -> dict[str, Any]:
         "PayloadTooLarge": {"description": f"Body larger than {config.max_body} bytes (payload_too_large) or "
                                            f"more than {config.max_batch} articles (batch_too_large)",
                             "content": error},
+        "Conflict": {"description": "An article's kept text is not there: not processed yet, or stored with "
+                                    "NEWSDEDUP_KEEP_TEXT=false (code text_unavailable)", "content": error},
         "Unprocessable": {"description": "The text has no letters or digits to compare (no_content)",
                           "content": error},
         "RateLimited": {"description": f"More than {config.rate_limit} requests this minute from this client",
@@ -248,6 +281,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
     path_id = {"name": "article_id", "in": "path", "required": True,
                "description": "The article id, percent-encoded as one path segment (a literal / separates route "
                "parts: encode / as %2F)", "schema": {"type": "string", "minLength": 1}}
+    path_other = {**path_id, "name": "other_id", "description": "The article to compare with, percent-encoded "
+                  "like article_id"}
     path_cid = {"name": "cluster_id", "in": "path", "required": True,
                 "description": "A cluster id, e.g. c42; merged-away ids resolve to the cluster they became",
                 "schema": {"type": "string", "minLength": 1}}
@@ -260,9 +295,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
     location = {"Location": {"description": "URL of the article (single-article submissions only)",
                              "schema": {"type": "string"}}}
-    q_wait = {"name": "wait", "in": "query", "required": False,
-              "description": "Seconds to wait (blocking on Redis) for the results", "schema": {
-                  "type": "integer", "minimum": 0, "maximum": 30, "default": 0}}
+    q_wait = {"name": "wait", "in": "query", "required": False, "description": "Seconds to wait (blocking on "
+              "Redis) for the results", "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 0}}
     events_params = [
         {"name": "after", "in": "query", "required": False, "description": "A cursor (next_cursor, or an "
          "event's cursor); \"end\" = only what happens from now on; absent = the oldest event kept",
@@ -300,6 +334,14 @@ def build_openapi(config: Config) -> dict[str, Any]:
                                  tag="articles", op_id="deleteArticle", parameters=[path_id], config=config,
                                  write=True),
         },
+        "/v1/articles/{article_id}/compare/{other_id}": {"get": _operation(
+            "Compare two articles: why they are (or are not) duplicates",
+            {"200": _ok("Exact figures and shared passages", "Comparison"), "404": _resp("NotFound"),
+             "409": _resp("Conflict")},
+            tag="articles", op_id="compareArticles", parameters=[path_id, path_other], config=config, write=False,
+            description="Any two stored, processed articles, in one cluster or not. Jaccard and containment are "
+                        "computed exactly from the kept texts (the engine decided with MinHash estimates); "
+                        "passages are aligned runs of shared shingles as character spans.")},
         "/v1/clusters": {"get": _operation(
             "List clusters", {"200": _ok("A page of clusters, most recently updated first", "ClusterPage"),
                               "400": _resp("BadRequest")},

@@ -593,7 +593,9 @@ def check_index_invariants(r: redis.Redis) -> None:
     - the band table is consistent (see :func:`band_table`) and holds an entry at most once;
     - every done article is in exactly one cluster, the one its ``cluster`` field names: clusters with
       2+ members are the nd:cm sets (no article in two of them), singletons are implicit ``c<n>``;
-    - cluster records agree with their member sets, and the cluster zsets list each cluster once.
+    - cluster records agree with their member sets, and the cluster zsets list each cluster once;
+    - nd:csizes scores exactly the clusters with 2+ members by their size;
+    - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
     for band, buckets in band_table(r).items():
@@ -602,6 +604,8 @@ def check_index_invariants(r: redis.Redis) -> None:
             unknown = {m for _, m in entries} - set(nums)
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
+    sizes = {c.decode(): int(sc) for c, sc in r.zrange(keys.CLUSTER_SIZES, 0, -1, withscores=True)}
+    explicit: dict[str, int] = {}
     for key in r.scan_iter(match="nd:cm:*", count=1000):
         cid = key.decode()[len("nd:cm:"):]
         mem = [int(m) for m in r.smembers(key)]
@@ -613,11 +617,18 @@ def check_index_invariants(r: redis.Redis) -> None:
             member_of[m] = cid
         assert r.zscore(keys.CLUSTERS, cid) is not None, f"cluster {cid} is missing from nd:clusters"
         assert r.zscore(keys.SINGLES, cid) is None, f"cluster {cid} is in both zsets"
+        explicit[cid] = len(mem)
+    assert sizes == explicit, f"nd:csizes {sizes} disagrees with the member sets {explicit}"
     pipe = r.pipeline(transaction=False)
     order = sorted(nums)
     for n in order:
-        pipe.hmget(keys.article(n), "status", "cluster")
-    for n, (st, c) in zip(order, pipe.execute()):
+        pipe.hmget(keys.article(n), "status", "cluster", "head")
+    rows = pipe.execute()
+    named = sorted(h for _, _, h in rows if h is not None)
+    stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match="nd:heads:*", count=1000)
+                    for rec in (r.get(key) or b"").split(keys.HEADLINE_SEP.encode())[:-1])
+    assert stored == named, "the headline records disagree with the articles' head fields"
+    for n, (st, c, _) in zip(order, rows):
         if st != b"done":
             continue
         assert c is not None, f"done article {n} has no cluster"

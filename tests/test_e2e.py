@@ -40,6 +40,14 @@ def clean_body(seed_page: str) -> str:
     return "\n".join(lines[start:end]).strip()
 
 
+def site_page(seed_page: str, story: str) -> str:
+    """Another page of the seed's site: its navigation and footers (no story lines, no title) around ``story``."""
+    body = set(clean_body(seed_page).split("\n"))
+    chrome = [ln for ln in seed_page.split("\n") if ln.strip() and ln not in body and ln.strip() != SEED_TITLE]
+    start = next(i for i, ln in enumerate(chrome) if ln.startswith("无障碍"))
+    return "\n".join(chrome[:start] + story.split("\n") + chrome[start:])
+
+
 def clusters_by_http(http: Http, ids: list[str]) -> dict[str, str]:
     out = {}
     for i in ids:

@@ -41,6 +41,11 @@ def test_odd_ids_round_trip(client: FlaskClient, config: Config, redis_client: r
                                                                                        "deleted": True}
     assert client.get("/v1/articles/" + quote("a/compare/b", safe="")).status_code == 404
     assert client.get("/v1/articles/a").status_code == 404  # not a prefix match of "a/compare/b"
+    a, b = (quote(i, safe="") for i in ("https://example.com/news/2024/05/a?id=7&x=%41#top", "a/compare/b"))
+    gone = client.get(f"/v1/articles/{a}/compare/{b}")  # b was deleted: the 404 names it, whole
+    assert gone.status_code == 404 and "a/compare/b" in gone.get_json()["error"]["message"], gone.data
+    assert client.get(f"/v1/articles/{a}/compare/{quote('%2F', safe='')}").status_code == 200
+    assert client.get(f"/ui/compare/{a}/{quote('%2F', safe='')}").status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/v1/articles/a/compare/b", "/v1/articles/https://example.com/x",

@@ -127,15 +127,20 @@ class Writes(Service):
                                                      "updated_at": now_ms()})
                         if len(members) < 2:
                             txn.zrem(keys.CLUSTERS, cid).zadd(keys.SINGLES, now_ms(), cid)
+                            txn.zrem(keys.CLUSTER_SIZES, cid)
+                        else:
+                            txn.zadd(keys.CLUSTER_SIZES, len(members), cid)
                     else:
                         txn.delete(keys.cluster(cid)).delete(keys.cluster_members(cid))
-                        txn.zrem(keys.CLUSTERS, cid).zrem(keys.SINGLES, cid)
+                        txn.zrem(keys.CLUSTERS, cid).zrem(keys.SINGLES, cid).zrem(keys.CLUSTER_SIZES, cid)
                 else:
                     txn.zrem(keys.SINGLES, cid)
             if rec.get(b"status") == b"queued":
                 txn.hincrby(keys.META, "queued", -1)
             elif rec.get(b"status") == b"failed":
                 txn.hincrby(keys.META, "failed", -1)
+            if rec.get(b"head"):
+                txn.cut(keys.headlines(n), rec[b"head"], keys.HEADLINE_SEP)
             txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
             events.emit(txn, self.cfg.events_maxlen, events.DELETED, id=article_id, cluster_id=cid or None)
             if self.engine.scripts.run(txn):

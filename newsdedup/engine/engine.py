@@ -32,6 +32,7 @@ from newsdedup.engine.jobs import Job
 from newsdedup.engine.linking import Linker, detach
 from newsdedup.engine.verify import Verifier
 from newsdedup.errors import ProcessingError
+from newsdedup.explain import page_record
 from newsdedup.index.band_table import BandTable, IndexRow
 from newsdedup.storage.records import decoded, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from newsdedup.storage.scripts import Scripts
@@ -42,7 +43,7 @@ from newsdedup.text.page import Page, analyse_many
 log = logging.getLogger(__name__)
 
 # what the worker reads of a queued article (with its payload)
-RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig", "cluster")
+RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig", "cluster", "head")
 
 
 class Engine:
@@ -151,6 +152,7 @@ class Engine:
                 whole = j.packed_text is not None and len(f.page.kept(f.boilerplate)) == f.page.word_lines
                 # the whole text is the body: keep it as the client wrote it, already compressed
                 values["text"] = j.packed_text if whole else pack_text(clean_text(f.page, f.boilerplate))
+                values.update(page_record(j.packed_text, f.page, f.boilerplate, whole))  # for explanations
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
             rows.append((keys.article(j.n), j.n, j.ver, f.sig if self.analysis.indexable(f) else None, values))

@@ -16,6 +16,7 @@ from newsdedup.clusters.policy import Placement, plan
 from newsdedup.config import Config
 from newsdedup.engine.jobs import Job
 from newsdedup.errors import ProcessingError
+from newsdedup.explain import headline_member
 from newsdedup.storage.records import decoded, now_ms
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
@@ -120,7 +121,7 @@ class Linker:
             if not mem:
                 if explicit:
                     txn.delete(keys.cluster(c), keys.cluster_members(c))
-                txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c)
+                txn.zrem(keys.CLUSTERS, c).zrem(keys.SINGLES, c).zrem(keys.CLUSTER_SIZES, c)
                 continue
             if len(mem) == 1 and keys.cluster_id(next(iter(mem))) == c and not explicit:
                 continue  # an implicit singleton needs no keys of its own
@@ -132,6 +133,10 @@ class Linker:
                 txn.sadd(keys.cluster_members(c), sorted(mem))
             txn.hset(keys.cluster(c), {"size": len(mem), "canonical": min(mem), "updated_at": now})
             txn.hincrby(keys.cluster(c), "v", 1)
+            if len(mem) >= 2:
+                txn.zadd(keys.CLUSTER_SIZES, len(mem), c)
+            else:
+                txn.zrem(keys.CLUSTER_SIZES, c)
         multi: list[str] = []
         single: list[str] = []
         for c in sorted({pl.cluster_of[j.n] for j in jobs} | {c for c, m in pl.members.items() if m}):
@@ -158,7 +163,12 @@ class Linker:
         for src, counts in sorted(learned.items()):
             txn.hincrn(keys.boilerplate(src), counts)
         for j in jobs:
-            txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": ""})
+            head = headline_member(decoded(j.record.get(b"title")) or "", j.n)
+            if j.record.get(b"head"):  # a new version: its earlier headline goes
+                txn.cut(keys.headlines(j.n), j.record[b"head"], keys.HEADLINE_SEP)
+            txn.append(keys.headlines(j.n), head)
+            txn.hset(keys.article(j.n), {"status": "done", "processed_at": now, "error": "", "head": head})
+        txn.incr_expiring(keys.done_bucket(now // keys.DONE_BUCKET_MS), len(jobs), keys.DONE_TTL_MS)
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))
         txn.hincrby(keys.META, "queued", -len(jobs))

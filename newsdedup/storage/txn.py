@@ -127,6 +127,17 @@ class Txn:
     def set(self, key: str, value: Arg) -> Txn:
         return self._w("set", self.k(key), value)
 
+    def append(self, key: str, record: Arg) -> Txn:
+        return self._w("append", self.k(key), record)
+
+    def cut(self, key: str, record: Arg, separator: str) -> Txn:
+        """Remove one exact ``record`` (ending in ``separator``) from a string of such records."""
+        return self._w("cut", self.k(key), record, separator)
+
+    def incr_expiring(self, key: str, delta: int, ttl_ms: int) -> Txn:
+        """INCRBY then PEXPIRE: a time-bucketed counter that goes away by itself."""
+        return self._w("incrx", self.k(key), delta, ttl_ms)
+
     def delete(self, *keys: str) -> Txn:
         for i in range(0, len(keys), 1000):
             self._w("del", *(self.k(k) for k in keys[i:i + 1000]))

@@ -187,8 +187,8 @@ def _cjk_mask(cps: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
     return mask
 
 
-def shingle_hashes(tok: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.uint64]:
-    """Unique 64-bit hashes of the k-token shingles (a text shorter than k is one shingle)."""
+def shingle_sequence(tok: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.uint64]:
+    """The hash of the k-token shingle starting at each position, in text order (for alignment)."""
     n = len(tok)
     if n == 0:
         return np.zeros(0, dtype=U64)
@@ -198,7 +198,12 @@ def shingle_hashes(tok: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.uint64
         acc = tok[:m].copy()
         for j in range(1, k):
             acc = acc * _Q + tok[j:j + m]
-    return _unique(_mix64(acc))
+    return _mix64(acc)
+
+
+def shingle_hashes(tok: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.uint64]:
+    """Unique 64-bit hashes of the k-token shingles (a text shorter than k is one shingle)."""
+    return _unique(shingle_sequence(tok, k))
 
 
 def _unique(a: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:

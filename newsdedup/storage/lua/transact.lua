@@ -48,6 +48,19 @@ for _, ins in ipairs(instrs) do
     redis.call("SREM", key(a[1]), unpack(a, 2))
   elseif name == "set" then
     redis.call("SET", key(a[1]), a[2])
+  elseif name == "append" then
+    redis.call("APPEND", key(a[1]), a[2])
+  elseif name == "cut" then  -- record, separator: remove one exact record from a string of records
+    local k = key(a[1])
+    local s = redis.call("GET", k)
+    local at = s and string.find(a[3] .. s, a[3] .. a[2], 1, true)
+    if at then
+      local rest = string.sub(s, 1, at - 1) .. string.sub(s, at + #a[2])
+      if #rest == 0 then redis.call("DEL", k) else redis.call("SET", k, rest) end
+    end
+  elseif name == "incrx" then  -- delta, ttl (ms): a counter that expires
+    redis.call("INCRBY", key(a[1]), a[2])
+    redis.call("PEXPIRE", key(a[1]), a[3])
   elseif name == "del" then
     local ks = {}
     for j = 1, #a do ks[j] = key(a[j]) end
