@@ -29,9 +29,11 @@ nd:band:{band}:{bucket}        string  LSH band-table bucket: 8-byte entries, ea
                                        (uint32) then an article number (uint32) with that value
 nd:bands                       hash    band-table state: level, next (the next bucket to split),
                                        entries (in all bands); see "The LSH band table" below
-nd:c:{cid}                     hash    cluster with 2+ members: size, canonical (n), created_at,
-                                       updated_at (a singleton's cluster is implicit in nd:a:{n})
-nd:cm:{cid}                    set     member article numbers of a cluster with 2+ members
+nd:c:{cid}                     hash    cluster that has had 2+ members: size, canonical (n),
+                                       created_at, updated_at; kept while 1 member is left (after
+                                       an update or delete) so the member keeps its cluster id.
+                                       A cluster never founded on 2+ is implicit in nd:a:{n}
+nd:cm:{cid}                    set     member article numbers of a cluster with an nd:c record
 nd:calias                      hash    merged-away cluster id -> the cluster id it became
 nd:clusters                    zset    clusters with 2+ members scored by updated_at (ms)
 nd:singles                     zset    clusters with 1 member scored by updated_at (ms); the two

@@ -587,13 +587,30 @@ def cluster_of(d: Dedup, article_id: str) -> str:
     return str(a["cluster_id"])
 
 
-def check_index_invariants(r: redis.Redis) -> None:
-    """What must hold after any crash, redelivery or race, once the queue is settled.
+def cluster_record(r: redis.Redis, cid: str) -> dict[str, Any]:
+    """What Redis holds for one cluster id: its record's size and canonical, its member set, its zsets.
 
-    - the band table is consistent (see :func:`band_table`) and holds an entry at most once;
-    - every done article is in exactly one cluster, the one its ``cluster`` field names: clusters with
-      2+ members are the nd:cm sets (no article in two of them), singletons are implicit ``c<n>``;
-    - cluster records agree with their member sets, and the cluster zsets list each cluster once;
+    An implicit singleton (or a cluster that is gone) has size/canonical None and no members.
+    """
+    size, canonical = r.hmget(keys.cluster(cid), "size", "canonical")
+    zsets = {name for name, key in (("clusters", keys.CLUSTERS), ("singles", keys.SINGLES))
+             if r.zscore(key, cid) is not None}
+    return {"size": None if size is None else int(size), "canonical": None if canonical is None else int(canonical),
+            "members": {int(m) for m in r.smembers(keys.cluster_members(cid))}, "zsets": zsets}
+
+
+def check_index_invariants(r: redis.Redis) -> None:
+    """What must hold after any crash, redelivery, race, update or delete, once the queue is settled.
+
+    - the band table is consistent (see :func:`band_table`), holds an entry at most once and only
+      articles that exist;
+    - a cluster is explicit (an nd:c record and an nd:cm set) once it has had 2+ members, and stays
+      explicit when members leave (by update or delete) so that its id stays the one its members
+      carry: an explicit cluster may be down to 1 member. Its record's size is its set's size and its
+      canonical member the smallest number; it is listed in nd:clusters with 2+ members, in nd:singles
+      with 1. Never founded on 2+ members, a cluster is implicit: ``c<n>`` of its only article, in nd:singles;
+    - every article that names a cluster is in it: an explicit one's set, or the implicit one named after
+      it; no article is in two sets; the zsets list only clusters that exist, each in one of them;
     - nd:csizes scores exactly the clusters with 2+ members by their size;
     - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
@@ -604,38 +621,48 @@ def check_index_invariants(r: redis.Redis) -> None:
             unknown = {m for _, m in entries} - set(nums)
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
+    explicit = {key.decode()[len("nd:cm:"):] for key in r.scan_iter(match="nd:cm:*", count=1000)}
+    records = {key.decode()[len("nd:c:"):] for key in r.scan_iter(match="nd:c:*", count=1000)}
+    assert records == explicit, f"cluster records without members {records - explicit}, " \
+                                f"member sets without a record {explicit - records}"
     sizes = {c.decode(): int(sc) for c, sc in r.zrange(keys.CLUSTER_SIZES, 0, -1, withscores=True)}
-    explicit: dict[str, int] = {}
-    for key in r.scan_iter(match="nd:cm:*", count=1000):
-        cid = key.decode()[len("nd:cm:"):]
-        mem = [int(m) for m in r.smembers(key)]
-        assert len(mem) >= 2, f"explicit cluster {cid} has {len(mem)} member(s)"
-        size = r.hget(keys.cluster(cid), "size")
-        assert size is not None and int(size) == len(mem), (cid, size, mem)
+    for cid in sorted(explicit):
+        rec = cluster_record(r, cid)
+        mem = rec["members"]
+        assert mem, f"explicit cluster {cid} has no members"
+        assert rec["size"] == len(mem), (cid, rec)
+        assert rec["canonical"] == min(mem), f"cluster {cid}: canonical {rec['canonical']}, members {mem}"
+        assert rec["zsets"] == ({"clusters"} if len(mem) >= 2 else {"singles"}), (cid, rec)
+        gone = mem - set(nums)
+        assert not gone, f"cluster {cid} lists articles that do not exist: {gone}"
+        assert sizes.get(cid) == (len(mem) if len(mem) >= 2 else None), f"nd:csizes says {sizes.get(cid)} for {cid}"
         for m in mem:
             assert m not in member_of, f"article {m} is in clusters {member_of[m]} and {cid}"
             member_of[m] = cid
-        assert r.zscore(keys.CLUSTERS, cid) is not None, f"cluster {cid} is missing from nd:clusters"
-        assert r.zscore(keys.SINGLES, cid) is None, f"cluster {cid} is in both zsets"
-        explicit[cid] = len(mem)
-    assert sizes == explicit, f"nd:csizes {sizes} disagrees with the member sets {explicit}"
     pipe = r.pipeline(transaction=False)
     order = sorted(nums)
     for n in order:
         pipe.hmget(keys.article(n), "status", "cluster", "head")
     rows = pipe.execute()
-    named = sorted(h for _, _, h in rows if h is not None)
+    assert set(sizes) <= explicit, f"nd:csizes lists clusters without members: {set(sizes) - explicit}"
+    heads = sorted(h for _, _, h in rows if h is not None)
     stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match="nd:heads:*", count=1000)
                     for rec in (r.get(key) or b"").split(keys.HEADLINE_SEP.encode())[:-1])
-    assert stored == named, "the headline records disagree with the articles' head fields"
+    assert stored == heads, "the headline records disagree with the articles' head fields"
+    named: set[str] = set()
     for n, (st, c, _) in zip(order, rows):
-        if st != b"done":
-            continue
-        assert c is not None, f"done article {n} has no cluster"
-        cid = c.decode()
         if n in member_of:
-            assert member_of[n] == cid, f"article {n} says cluster {cid} but is a member of {member_of[n]}"
-        else:
+            assert c is not None and c.decode() == member_of[n], \
+                f"article {n} says cluster {c!r} but is a member of {member_of[n]}"
+        if c is None:
+            assert st != b"done", f"done article {n} has no cluster"
+            continue
+        cid = c.decode()
+        named.add(cid)
+        if n not in member_of:
             assert cid == keys.cluster_id(n), f"article {n} says cluster {cid}, which does not list it"
-            assert not r.exists(keys.cluster(cid)), f"singleton {cid} has a cluster record"
             assert r.zscore(keys.SINGLES, cid) is not None, f"singleton {cid} is missing from nd:singles"
+            assert r.zscore(keys.CLUSTERS, cid) is None, f"singleton {cid} is in nd:clusters"
+    listed = {c.decode() for key in (keys.CLUSTERS, keys.SINGLES) for c in r.zrange(key, 0, -1)}
+    assert listed == named, f"zsets list clusters no article is in: {listed - named}; " \
+                            f"articles name unlisted clusters: {named - listed}"

@@ -23,6 +23,7 @@ from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.ops.redis_server import free_port
 from service import create_app
+from tests.procs import check_index_invariants, cluster_record
 from tests.textgen import near_copy, word_story
 from workers.consumer import process_available as process
 
@@ -175,6 +176,10 @@ def test_repost_same_content_is_a_no_op_and_changed_content_requeues(client: Fla
     changed = post_json(client, "/v1/articles", {**art, "text": story(5)})
     assert changed.get_json()["articles"][0]["status"] == "queued"
     assert client.get("/v1/stats").get_json()["queue"]["pending"] == 1
+    check_index_invariants(redis_client)  # queued again: still in its cluster until processed
+    process(redis_client, cfg)
+    assert client.get("/v1/articles/r1").get_json()["status"] == "done"
+    check_index_invariants(redis_client)
 
 
 def test_derived_ids_are_stable(client: FlaskClient) -> None:
@@ -187,12 +192,21 @@ def test_delete(client: FlaskClient, redis_client: redis.Redis, cfg: Config) -> 
     text = story(7)
     post_json(client, "/v1/articles", {"articles": [{"id": "d1", "text": text}, {"id": "d2", "text": near_copy(text)}]})
     process(redis_client, cfg)
+    cid = client.get("/v1/articles/d1").get_json()["cluster_id"]
+    assert client.get(f"/v1/clusters/{cid}").get_json()["size"] == 2
     r = client.delete("/v1/articles/d2")
     assert r.status_code == 200 and r.get_json() == {"id": "d2", "deleted": True}
     assert client.get("/v1/articles/d2").status_code == 404
     assert client.delete("/v1/articles/d2").status_code == 404
-    assert client.get("/v1/articles/d1").get_json()["duplicates"] == []
+    d1 = client.get("/v1/articles/d1").get_json()
+    assert d1["duplicates"] == [] and d1["cluster_id"] == cid
+    n1 = int(redis_client.hget(keys.IDS, "d1") or 0)
+    assert cluster_record(redis_client, cid) == {"size": 1, "canonical": n1, "members": {n1}, "zsets": {"singles"}}
+    view = client.get(f"/v1/clusters/{cid}").get_json()
+    assert (view["size"], [m["id"] for m in view["members"]]) == (1, ["d1"])
+    assert client.get("/v1/clusters").get_json()["clusters"] == []  # min_size 2 by default
     assert client.get("/v1/stats").get_json()["articles"] == 1
+    check_index_invariants(redis_client)
 
 
 def test_check_finds_duplicates_without_storing(client: FlaskClient, redis_client: redis.Redis,

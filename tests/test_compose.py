@@ -79,8 +79,11 @@ def test_commands(compose: dict[str, Any]) -> None:
     api = _argv(compose["services"]["api"]["command"])
     assert api == ["newsdedup", "serve", "--host", "0.0.0.0", "--port", "8000"]
     args = build_parser().parse_args(api[1:])
-    # What `newsdedup serve` will exec for that command line: gunicorn on 0.0.0.0:8000.
-    assert serve_command(args.host, args.port) == serve_command("0.0.0.0", 8000)
+    # What `newsdedup serve` will exec for that command line: gunicorn bound to 0.0.0.0:8000.
+    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8000)
+    argv = serve_command(args.host, args.port)
+    assert argv[1:3] == ["-m", "gunicorn"]
+    assert argv[argv.index("--bind") + 1] == "0.0.0.0:8000"
     assert _argv(compose["services"]["worker"]["command"]) == ["newsdedup", "worker"]
 
 

@@ -1,28 +1,39 @@
-"""`newsdedup up` end to end: embedded Redis, API and workers as real processes, driven over HTTP.
+"""End to end: API, workers and Redis as real processes, driven over HTTP.
 
-Start it on a fresh data directory, post planted duplicates and the seed page,
-wait for the workers, read clusters back; stop it with Ctrl-C (SIGINT) and check
-that nothing is left running; start it again on the same data directory and
-find everything where it was.
+`newsdedup up`: start it on a fresh data directory, post planted duplicates and
+the seed page, wait for the workers, read clusters back; stop it with Ctrl-C
+(SIGINT) and check that nothing is left running; start it again on the same data
+directory and find everything where it was.
+
+`newsdedup ingest`: a JSON-lines file streamed into the real API and workers.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import redis
 
-from newsdedup.ops.redis_server import free_port
+from newsdedup.ops.redis_server import RedisServer, free_port
 from tests.procs import (
+    PYTHON,
     Http,
     Proc,
     Procs,
+    base_env,
+    check_index_invariants,
     make_corpus,
+    partition,
     pid_alive,
     procs,  # noqa: F401 - fixture
+    statuses,
+    tail,
     wait_http_ready,
     wait_until,
 )
@@ -90,7 +101,7 @@ def test_up_serves_clusters_and_keeps_them_across_a_restart(tmp_path: Path, proc
                                                             seed_page_text: str) -> None:
     data_dir = tmp_path / "var"
     up, http = start_up(procs, data_dir, workers=2)
-    wait_until(lambda: "API listening on" in up.log(), 10, message="the banner")
+    wait_until(lambda: "API listening on" in up.log(), 30, message="the banner")
 
     corpus = make_corpus(14, seed=9090, copies=(1, 3), singles=4)
     seed = {"id": "seed", "title": SEED_TITLE, "text": seed_page_text, "source": "华龙网"}
@@ -143,3 +154,34 @@ def test_up_serves_clusters_and_keeps_them_across_a_restart(tmp_path: Path, proc
                message="the worker to process the new copy")
     assert http2.get("/v1/articles/seed-again").json["cluster_id"] == cluster_of["seed"]
     stop_with_ctrl_c(up2, data_dir)
+
+
+def test_ingest_streams_a_file_into_the_real_service(tmp_path: Path, procs: Procs,  # noqa: F811
+                                                     redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """`newsdedup ingest --wait` against gunicorn and a worker on the session's Redis: every line is
+    accepted, and when the command returns every article is done, clustered as planted."""
+    corpus = make_corpus(6, seed=4242, copies=(1, 2), singles=3)
+    path = tmp_path / "set.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for a in corpus.articles:  # as labelled sets carry them: extra fields the service ignores
+            f.write(json.dumps({**a, "label": corpus.story[a["id"]]}, ensure_ascii=False) + "\n")
+    port = free_port()
+    api = procs.serve(redis_server.url, port, processes=1, threads=4)
+    procs.worker(redis_server.url, NEWSDEDUP_WORKER_BATCH=8)  # starts meanwhile; ingest --wait waits for it
+    http = Http(f"http://127.0.0.1:{port}")
+    wait_http_ready(http, api)
+
+    ingest = procs.start("ingest", [PYTHON, "-m", "newsdedup.cli", "ingest", str(path), "--url", http.base_url,
+                                    "--batch-size", "7", "--wait", "--wait-timeout", "120"], base_env())
+    rc = ingest.wait(180)
+    out = ingest.log()
+    assert rc == 0, tail(out)
+    summary = json.loads(out.strip().splitlines()[-1])
+    n = len(corpus.articles)
+    assert (summary["accepted"], summary["rejected"], summary["batches"]) == (n, 0, -(-n // 7)), summary
+    assert "waited_seconds" in summary and "aborted" not in summary, summary
+    # --wait returned: the queue is drained, every article done, as planted
+    assert statuses(redis_client, corpus.ids()) == {i: "done" for i in corpus.ids()}
+    assert partition(redis_client) == corpus.truth()
+    assert http.get("/v1/stats").json["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
+    check_index_invariants(redis_client)

@@ -19,7 +19,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.engine.linking import Linker
 from newsdedup.errors import NotFound
-from tests.procs import band_count, band_entries, cluster_of
+from tests.procs import band_count, band_entries, check_index_invariants, cluster_of, cluster_record
 from tests.textgen import en_article, light_edit, zh_article
 from workers.consumer import process_available
 
@@ -201,26 +201,81 @@ def test_cluster_ids_are_stable_and_merged_ids_resolve(dedup: Dedup, config: Con
     assert final == c1 == cluster_of(dedup, "p2")  # earliest article's id wins
     view = dedup.cluster(c2)
     assert view["merged_into"] == c1 and view["size"] == 5
+    assert cluster_record(dedup.r, c2) == {"size": None, "canonical": None, "members": set(), "zsets": set()}
+    check_index_invariants(dedup.r)
 
 
 def test_update_moves_article_and_delete_removes_it(dedup: Dedup, config: Config) -> None:
+    r = dedup.r
     x, y = en_article(61), en_article(62)
     submit(dedup, {"id": "x", "text": x}, {"id": "x2", "text": x}, {"id": "y", "text": y})
     run(dedup, config)
-    assert cluster_of(dedup, "x") == cluster_of(dedup, "x2")
+    n = {i: int(v) for i, v in ((k.decode(), v) for k, v in r.hgetall(keys.IDS).items())}
+    old = cluster_of(dedup, "x")
+    assert cluster_of(dedup, "x2") == old
+    assert cluster_record(r, old) == {"size": 2, "canonical": min(n["x"], n["x2"]), "members": {n["x"], n["x2"]},
+                                      "zsets": {"clusters"}}
+    check_index_invariants(r)
     assert dedup.submit([parse_article({"id": "x2", "text": x})])[0]["status"] == "done"  # same content: no-op
     assert dedup.submit([parse_article({"id": "x2", "text": y})])[0]["status"] == "queued"  # new content
     run(dedup, config)
-    assert cluster_of(dedup, "x2") == cluster_of(dedup, "y") != cluster_of(dedup, "x")
+    new = cluster_of(dedup, "x2")
+    assert new == cluster_of(dedup, "y") != cluster_of(dedup, "x") == old
+    # the old cluster keeps its id for the member left behind: x alone, listed among the singles
+    assert cluster_record(r, old) == {"size": 1, "canonical": n["x"], "members": {n["x"]}, "zsets": {"singles"}}
+    assert cluster_record(r, new) == {"size": 2, "canonical": min(n["x2"], n["y"]), "members": {n["x2"], n["y"]},
+                                      "zsets": {"clusters"}}
+    assert dedup.cluster(old)["size"] == 1 and [m["id"] for m in dedup.cluster(old)["members"]] == ["x"]
+    check_index_invariants(r)
+
     dedup.delete("y")
     with pytest.raises(NotFound):
         dedup.article("y")
     assert dedup.article("x2")["duplicates"] == []
-    assert dedup.r.hget(keys.IDS, "y") is None
-    entries = band_entries(dedup.r)
-    assert {m for _, m in entries} == {int(n) for n in dedup.r.hvals(keys.IDS)}  # y's entries are gone
+    assert r.hget(keys.IDS, "y") is None
+    assert cluster_record(r, new) == {"size": 1, "canonical": n["x2"], "members": {n["x2"]}, "zsets": {"singles"}}
+    assert cluster_of(dedup, "x2") == new
+    check_index_invariants(r)
+    entries = band_entries(r)
+    assert {m for _, m in entries} == {int(v) for v in r.hvals(keys.IDS)}  # y's entries are gone
     assert len(entries) == len(set(entries)) == 2 * band_count(config)
     assert dedup.stats()["articles"] == 2
+
+    dedup.delete("x")  # the last member of an explicit cluster: the cluster goes with it
+    assert cluster_record(r, old) == {"size": None, "canonical": None, "members": set(), "zsets": set()}
+    with pytest.raises(NotFound):
+        dedup.cluster(old)
+    check_index_invariants(r)
+
+
+def test_deleting_a_clusters_founder_keeps_the_cluster_id_for_the_rest(dedup: Dedup, config: Config) -> None:
+    """The pair's earliest article is deleted: the copy stays in the cluster named after it (ids are stable),
+    a 1-member explicit cluster listed among the singles; a new copy of the story joins it again."""
+    r = dedup.r
+    text = zh_article(63, 600)
+    submit(dedup, {"id": "first", "text": text}, {"id": "copy", "text": text}, {"id": "other", "text": zh_article(64)})
+    run(dedup, config)
+    n = {i: int(v) for i, v in ((k.decode(), v) for k, v in r.hgetall(keys.IDS).items())}
+    cid = cluster_of(dedup, "first")
+    assert cid == keys.cluster_id(n["first"]) == cluster_of(dedup, "copy")
+    dedup.delete("first")
+    assert cluster_of(dedup, "copy") == cid
+    assert cluster_record(r, cid) == {"size": 1, "canonical": n["copy"], "members": {n["copy"]},
+                                      "zsets": {"singles"}}
+    view = dedup.cluster(cid)
+    assert (view["size"], view["canonical_id"], [m["id"] for m in view["members"]]) == (1, "copy", ["copy"])
+    assert dedup.article("copy")["duplicate_of"] is None
+    assert [c["cluster_id"] for c in dedup.clusters(min_size=2)["clusters"]] == []
+    check_index_invariants(r)
+
+    submit(dedup, {"id": "again", "text": text})
+    run(dedup, config)
+    assert cluster_of(dedup, "again") == cid
+    n["again"] = int(r.hget(keys.IDS, "again") or 0)
+    assert cluster_record(r, cid) == {"size": 2, "canonical": n["copy"], "members": {n["copy"], n["again"]},
+                                      "zsets": {"clusters"}}
+    assert [c["cluster_id"] for c in dedup.clusters(min_size=2)["clusters"]] == [cid]
+    check_index_invariants(r)
 
 
 def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
@@ -246,6 +301,7 @@ def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
     for key in dedup.r.scan_iter(match="nd:cm:*"):
         assert dedup.r.scard(key) == 2
     assert dedup.stats()["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
+    check_index_invariants(dedup.r)
 
 
 def test_check_finds_duplicates_without_storing(dedup: Dedup, config: Config) -> None:

@@ -148,7 +148,7 @@ def test_sigkill_mid_batch_then_another_worker_finishes_everything_exactly_once(
     assert in_limbo, "A finished its batch before the kill; nothing was tested"
 
     b = procs.worker(aof_redis.url, "worker-b", NEWSDEDUP_WORKER_BATCH=50, **FAST)
-    wait_until(lambda: b.check_alive() or (settled(r) and all_done(r, corpus.ids())), 60, interval=0.1,
+    wait_until(lambda: b.check_alive() or (settled(r) and all_done(r, corpus.ids())), 120, interval=0.1,
                message="worker B to finish A's batch and the rest")
     assert pending_of(r, a) == []
     assert_exactly_once(r, corpus.ids())
@@ -226,18 +226,35 @@ def test_article_that_raises_every_time_is_dead_lettered_after_max_attempts(
 
     w = procs.worker(aof_redis.url, "worker", NEWSDEDUP_WORKER_BATCH=4, **FAST)
     d = Dedup(r, Config.from_env({}, redis_url=aof_redis.url))
-    # the batch it was in fails, is retried one by one: the others go through at once
-    wait_until(lambda: w.check_alive() or all_done(r, corpus.ids()), 20, interval=0.05,
+    # Each failed delivery is counted in the record (attempts) while the entry stays queued; the third
+    # is the last. Watch the record change until it is dead-lettered: whatever moments the polling sees,
+    # attempts only grow, and it is never failed before the third.
+    seen: list[tuple[str, int]] = []
+
+    def dead_lettered() -> bool:
+        w.check_alive()
+        status, attempts = r.hmget(keys.article(n_bad), "status", "attempts")
+        state = ((status or b"").decode(), int(attempts or 0))
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return state[0] == "failed"
+
+    wait_until(dead_lettered, 60, interval=0.02, message="the bad record to be dead-lettered")
+    print("states of the bad record seen:", seen)
+    assert [att for _, att in seen] == sorted(att for _, att in seen), seen
+    assert all(st == "queued" for st, _ in seen[:-1]) and seen[-1] == ("failed", 3), seen
+    # the batch it was in failed and was retried one by one: its batch-mates went through, never failing
+    wait_until(lambda: w.check_alive() or (settled(r) and all_done(r, corpus.ids())), 30, interval=0.05,
                message="the other articles to be done")
-    assert d.article("bad-record")["status"] == "queued"
-    wait_until(lambda: w.check_alive() or d.article("bad-record")["status"] == "failed", 30, interval=0.1,
-               message="the bad record to be dead-lettered")
+    for i in corpus.ids():
+        got = d.article(i)
+        assert (got["attempts"], got["error"]) == (0, None), got
     a = d.article("bad-record")
     assert a["error"].startswith("gave up after 3 attempts: ValueError"), a["error"]
     assert a["attempts"] == 3
     dead = dead_letters(r)
     assert list(dead) == [n_bad] and int(dead[n_bad][b"attempts"]) == 3
-    wait_until(lambda: settled(r), 10, message="the queue to settle")
+    wait_until(lambda: settled(r), 30, message="the queue to settle")
     assert d.stats()["queue"] == {"pending": 0, "in_flight": 0, "failed": 1}
     assert partition(r, corpus.ids()) == corpus.truth()
 
@@ -403,14 +420,18 @@ def test_a_page_with_many_distinct_lines_is_processed(redis_client: redis.Redis,
 def test_redis_outages_during_ingest_answer_503_and_lose_nothing(
         aof_redis: RedisServer, procs: Procs) -> None:  # noqa: F811
     """Three outages while articles are ingested over HTTP and processed: a graceful stop, a crash (SIGKILL)
-    and a freeze (SIGSTOP). Meanwhile the API answers 503 + Retry-After within seconds (never 500, never a
-    hang), /healthz stays 200 and /readyz says 503. Afterwards the same API and worker processes carry on by
-    themselves, and every article that got a 202 is done, exactly once (AOF fsynced on every write)."""
+    and a freeze (SIGSTOP). Meanwhile the API answers 503 + Retry-After (never 500, never a hang past a bound
+    derived from NEWSDEDUP_REDIS_TIMEOUT), /healthz stays 200 and /readyz says 503. Afterwards the same API
+    and worker processes carry on by themselves, and every article that got a 202 is done, exactly once (AOF
+    fsynced on every write)."""
     r = aof_redis.client()
     corpus = make_corpus(30, seed=606, copies=(1, 2), singles=10)
     todo = [corpus.articles[i:i + 8] for i in range(0, len(corpus.articles), 8)]
-    # one Redis timeout (3 s) must fit in the 6 s allowed for an answer during a freeze
-    settings = {"NEWSDEDUP_REDIS_TIMEOUT": "3", **FAST}
+    # No answer may wait on Redis longer than the configured timeout: a bound derived from it, with room
+    # for a loaded machine (an answer that hangs on the frozen Redis waits for the client's 30 s instead).
+    redis_timeout = 3.0
+    never_hangs_past = redis_timeout * 3 + 5
+    settings = {"NEWSDEDUP_REDIS_TIMEOUT": str(redis_timeout), **FAST}
     port = free_port()
     api = procs.serve(aof_redis.url, port, processes=1, threads=4, **settings)
     http = Http(f"http://127.0.0.1:{port}", timeout=30)
@@ -433,7 +454,7 @@ def test_redis_outages_during_ingest_answer_503_and_lose_nothing(
 
     def post_until_accepted(batch: list[dict[str, Any]], when: str) -> None:
         """As a client honouring Retry-After would (a 503 is fine while Redis comes back, a 500 never)."""
-        wait_until(lambda: post(batch, when).status == 202, 20, interval=0.2, message=f"{when}: a 202")
+        wait_until(lambda: post(batch, when).status == 202, 60, interval=0.2, message=f"{when}: a 202")
 
     def freeze() -> None:
         assert aof_redis.pid is not None
@@ -456,18 +477,19 @@ def test_redis_outages_during_ingest_answer_503_and_lose_nothing(
         try:
             with ThreadPoolExecutor(3) as pool:
                 during_post = pool.submit(post, rejected, f"during {name}")
-                ready = pool.submit(http.get, "/readyz", 15)
-                health = pool.submit(http.get, "/healthz", 15)
+                ready = pool.submit(http.get, "/readyz", 30)
+                health = pool.submit(http.get, "/healthz", 30)
                 p, rd, h = during_post.result(), ready.result(), health.result()
         finally:
             come_back()
         print(f"{name}: POST {p.status} in {p.seconds:.2f}s (Retry-After {p.headers.get('Retry-After')}), "
               f"/readyz {rd.status} in {rd.seconds:.2f}s, /healthz {h.status} in {h.seconds:.2f}s")
         assert p.status == 503 and p.json["error"]["code"] == "storage_unavailable", (name, p.status, p.body)
-        assert p.seconds < 6, f"{name}: the 503 took {p.seconds:.1f}s"
-        assert rd.status == 503 and rd.seconds < 6, (name, rd.status, rd.seconds, rd.body)
-        assert h.status == 200 and h.seconds < 2, (name, h.status, h.seconds)
-        wait_http_ready(http, api, timeout=20)
+        assert p.seconds < never_hangs_past, f"{name}: the 503 took {p.seconds:.1f}s"
+        assert rd.status == 503 and rd.seconds < never_hangs_past, (name, rd.status, rd.seconds, rd.body)
+        # liveness does not ask Redis: 200 even while it is frozen (a Redis call would have timed out: 503)
+        assert h.status == 200 and h.seconds < never_hangs_past, (name, h.status, h.seconds)
+        wait_http_ready(http, api, timeout=60)
         post_until_accepted(rejected, f"after {name}")  # the rejected batch again, as its client would
         # the worker reconnects by itself and drains the queue before the next outage
         wait_until(lambda: w.check_alive() or http.queue_left() == 0, 30, interval=0.1,
@@ -499,28 +521,34 @@ def test_redis_outages_during_ingest_answer_503_and_lose_nothing(
 @pytest.mark.slow
 def test_sigterm_mid_batch_exits_cleanly_and_leaves_nothing_in_limbo(
         aof_redis: RedisServer, procs: Procs) -> None:  # noqa: F811
-    """SIGTERM to a worker holding a batch: it exits 0 within seconds; what it held is finished or left
-    for another worker, which completes everything exactly once. An idle worker stops at once."""
+    """SIGTERM to a worker holding a batch: it finishes the batch and exits 0; what it held is finished or left
+    for another worker, which completes everything exactly once. An idle worker stops too.
+
+    How long stopping takes is not asserted (that is speed); the waits only keep a hang from lasting
+    forever: a busy worker may take as long as its batch does, an idle one waits on Redis for at most
+    one blocking read, well inside a bound derived from NEWSDEDUP_REDIS_TIMEOUT."""
     r = aof_redis.client()
     corpus = make_corpus(110, seed=707, copies=(1, 2), singles=20)
     assert len(corpus.articles) >= 300
     submit(r, corpus.articles)
+    redis_timeout = 3.0
+    settings = {"NEWSDEDUP_REDIS_TIMEOUT": str(redis_timeout), **FAST}
 
-    a = procs.worker(aof_redis.url, "worker-a", NEWSDEDUP_WORKER_BATCH=50, **FAST)
+    a = procs.worker(aof_redis.url, "worker-a", NEWSDEDUP_WORKER_BATCH=50, **settings)
     wait_until(lambda: a.check_alive() or bool(pending_of(r, a)), 30, interval=0.005,
                message="worker A to hold a batch")
     held = len(pending_of(r, a))
     t0 = time.monotonic()
-    rc = a.terminate(timeout=10)
+    rc = a.terminate(timeout=120)  # a hang guard, not a speed claim
     took = time.monotonic() - t0
     left = pending_of(r, a)
     print(f"SIGTERM with {held} entries in A's hands: exit code {rc} after {took:.2f}s, {len(left)} left pending")
     assert rc == 0, a.log()[-3000:]
-    assert took < 5, f"worker A took {took:.1f}s to stop"
+    assert "finishing the current batch" in a.log() and " stopped" in a.log(), a.log()[-3000:]
     assert "Traceback" not in a.log(), a.log()[-3000:]
 
-    b = procs.worker(aof_redis.url, "worker-b", NEWSDEDUP_WORKER_BATCH=50, **FAST)
-    wait_until(lambda: b.check_alive() or (settled(r) and all_done(r, corpus.ids())), 60, interval=0.1,
+    b = procs.worker(aof_redis.url, "worker-b", NEWSDEDUP_WORKER_BATCH=50, **settings)
+    wait_until(lambda: b.check_alive() or (settled(r) and all_done(r, corpus.ids())), 120, interval=0.1,
                message="worker B to finish everything")
     assert pending_of(r, a) == []
     assert int(r.xpending(keys.QUEUE, keys.GROUP)["pending"]) == 0
@@ -531,11 +559,10 @@ def test_sigterm_mid_batch_exits_cleanly_and_leaves_nothing_in_limbo(
     assert partition(r) == corpus.truth()
 
     # an idle worker, blocked in XREADGROUP on the empty queue, stops promptly
-    wait_until(lambda: b.check_alive() or in_xreadgroup(r, b), 10, interval=0.02,
+    wait_until(lambda: b.check_alive() or in_xreadgroup(r, b), 30, interval=0.02,
                message="worker B to wait on the empty queue")
     t0 = time.monotonic()
-    rc = b.terminate(timeout=10)
-    took = time.monotonic() - t0
-    print(f"idle worker: exit code {rc} after {took:.2f}s")
+    rc = b.terminate(timeout=redis_timeout * 3 + 5)  # raises TimeoutExpired if it hangs past that
+    print(f"idle worker: exit code {rc} after {time.monotonic() - t0:.2f}s")
     assert rc == 0, b.log()[-3000:]
-    assert took < 3, f"the idle worker took {took:.1f}s to stop"
+    assert "Traceback" not in b.log(), b.log()[-3000:]

@@ -70,7 +70,14 @@ def test_hostile_html_does_not_crash() -> None:
     deep = "<div>" * 20000 + "words here" + "</div>" * 20000
     page = analyse("", html=deep)
     assert "words here" in body(page, set())
-    assert analyse("", html="<<<>>><script>").lines == [] or True  # no exception is the point
+    # broken markup: what is text stays text (entities decoded), what is code, comment or CDATA does not
+    cases = {"<<<>>><script>": [], "<style>p{}</style><p>a &lt; b &amp; c</p><script>var x = 'code';</script>":
+             ["a < b & c"], "<p>ok<![CDATA[ code ]]></p>": ["ok"], "<p>x</p><noscript>code</noscript>": ["x"],
+             "<svg onload=x><p>fine</p>": ["fine"], "</p></p>": [], "": []}
+    for html, text in cases.items():
+        raws = [ln.raw for ln in analyse("", html=html).lines]
+        assert [r for r in raws if any(c.isalpha() for c in r)] == text, (html, raws)
+        assert not any(w in r for r in raws for w in ("code", "script", "onload")), (html, raws)
 
 
 def test_wrapped_prose_next_to_chrome_is_not_a_link_list() -> None:

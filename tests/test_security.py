@@ -34,7 +34,7 @@ def test_service_works_on_a_password_protected_redis_and_wrong_password_is_503(t
         bad = create_app(Config(redis_url=f"redis://:wrong@127.0.0.1:{server.port}/0"))
         r = bad.test_client().post("/v1/articles", json={"id": "c", "text": text})
         assert r.status_code == 503 and r.headers.get("Retry-After")
-        assert r.get_json()["error"]["code"]
+        assert r.get_json()["error"]["code"] == "storage_unavailable"
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

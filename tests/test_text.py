@@ -7,8 +7,11 @@ import re
 import subprocess
 import sys
 import unicodedata
+import zlib
 
 import numpy as np
+import pytest
+import zstandard
 
 from newsdedup.text import charmap
 from newsdedup.text.charmap import t2s_table
@@ -182,18 +185,41 @@ def test_token_class_table_matches_the_regex_for_every_code_point() -> None:
 
 
 def test_payload_round_trips_and_older_payloads_still_read() -> None:
-    from newsdedup.storage.records import pack_json, pack_payload, pack_text, unpack_payload
+    from newsdedup.storage.records import ZSTD_MAGIC, pack_json, pack_payload, pack_text, unpack_payload
 
     text = "渝中区公共法律服务中心\n\n　　举办开放日活动 café 😀"
     assert unpack_payload(pack_payload(text, None)) == (text, None, pack_text(text))
     assert unpack_payload(pack_payload(None, "<p>x</p>")) == (None, "<p>x</p>", None)
     assert unpack_payload(pack_json({"text": text})) == (text, None, None)
-    for bad in (b"", b"t\x00garbage", b"not zlib", pack_json([1]), pack_json({"text": 1})):
-        try:
+    # corrupt records are refused with the reason: the exception types the engine reports as
+    # "stored payload cannot be read" rather than a crash (TypeError, IndexError, ... fail this test)
+    huge = ZSTD_MAGIC + b"\xe0" + (1 << 40).to_bytes(8, "little") + b"\x00" * 8  # a frame header claiming 1 TB
+    for bad, refusal, reason in ((b"", ValueError, "no payload"), (b"t\x00garbage", zlib.error, "incorrect header"),
+                                 (b"not zlib", zlib.error, "incorrect header"), (pack_json([1]), ValueError, "not a"),
+                                 (pack_json({"text": 1}), ValueError, "neither"),
+                                 (pack_json({"text": "a", "html": "b"}), ValueError, "neither"),
+                                 (b"t" + huge, ValueError, "claims")):
+        with pytest.raises(refusal, match=reason):
             unpack_payload(bad)
-        except Exception:
+    # damaged copies of good payloads: each is read back or refused, never a crash
+    rng = random.Random(11)
+    good = [pack_payload(text, None), pack_payload(None, "<p>" + text + "</p>"), pack_json({"text": text})]
+    refused = 0
+    for _ in range(3000):
+        blob = bytearray(rng.choice(good))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(blob))
+            blob[i] = rng.randrange(256)
+        if rng.random() < 0.3:
+            del blob[rng.randrange(len(blob)):]
+        try:
+            got_text, got_html, packed = unpack_payload(bytes(blob))
+        except (ValueError, zlib.error, zstandard.ZstdError):
+            refused += 1
             continue
-        raise AssertionError(f"{bad!r} was accepted")
+        assert (got_text is None) != (got_html is None), (bytes(blob), got_text, got_html)
+        assert isinstance(got_text or got_html or "", str) and isinstance(packed, bytes | None)
+    assert 0 < refused < 3000
 
 
 def test_control_character_check_matches_unicode_categories() -> None:
