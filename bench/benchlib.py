@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,6 +235,21 @@ class Synthetic:
             total += len(s)
         return _Draft(lang=lang, title=title, sentences=keep, source=source)
 
+    @staticmethod
+    def sources() -> tuple[str, ...]:
+        return _SOURCES
+
+    @staticmethod
+    def footer(source: str) -> str:
+        """The line a source stamps under every article ("" for sources without one), newline first."""
+        f = _FOOTERS.get(source)
+        return "\n" + f if f else ""
+
+    def sentences(self, k: int) -> tuple[str, list[str]]:
+        """(language, sentences) of original article ``k``: material for other generators."""
+        d = self._draft(k)
+        return d.lang, d.sentences
+
     def _render(self, d: _Draft, rng: np.random.Generator) -> str:
         text = _paragraphs(d.sentences, d.lang == "zh", rng)
         footer = _FOOTERS.get(d.source)
@@ -339,6 +356,46 @@ class Service:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def start_up(redis_url: str, workers: int, work_dir: Path, settings: dict[str, str] | None = None,
+             host: str = "127.0.0.1") -> tuple[Service, int]:
+    """``newsdedup up --workers N`` on a free port against ``redis_url``, once it answers /healthz.
+
+    Runs on defaults (``NEWSDEDUP_*`` of the shell is not passed on) plus ``settings``; a rate limit
+    far above what a bench sends keeps the per-request counter (its cost is part of every request)
+    without ever refusing one. Stopped again if it does not come up.
+    """
+    from newsdedup.ops.redis_server import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
+    env.update(REDIS_URL=redis_url, NEWSDEDUP_RATE_LIMIT="10000000", PYTHONUNBUFFERED="1")
+    env.update(settings or {})
+    argv = [sys.executable, "-m", "newsdedup.cli", "up", "--host", host, "--port", str(port),
+            "--workers", str(workers), "--data-dir", str(work_dir / "data")]
+    service = Service(argv, env, work_dir / "service.log").start()
+
+    def healthy() -> bool:
+        if not service.running:
+            raise RuntimeError(f"`newsdedup up` exited early:\n{service.log_tail()}")
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                return conn.getresponse().status == 200
+            finally:
+                conn.close()
+        except OSError:
+            return False
+
+    try:
+        if not wait_until(healthy, 90, 0.2):
+            raise RuntimeError(f"the API did not answer /healthz within 90 s:\n{service.log_tail()}")
+    except BaseException:
+        service.stop()
+        raise
+    return service, port
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -46,13 +46,24 @@ from typing import Any
 
 import numpy as np
 import redis
-from benchlib import REPO, Article, Corpus, Service, drain, install_exit_signals, process_cpu, unseen, wait_until
+from benchlib import (
+    REPO,
+    Article,
+    Corpus,
+    Service,
+    drain,
+    install_exit_signals,
+    process_cpu,
+    start_up,
+    unseen,
+    wait_until,
+)
 from datasketch import MinHash, MinHashLSH
 
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.ops.redis_server import RedisServer, free_port
+from newsdedup.ops.redis_server import RedisServer
 from newsdedup.text.tokens import warm_up as warm_up_tables
 from workers.consumer import Worker
 
@@ -528,28 +539,8 @@ def run_e2e(corpus: Corpus, n: int, workers: int, post_threads: int, rps: float,
     try:
         with RedisServer(die_with_parent=True, appendonly=appendonly) as server:
             r = server.client(socket_timeout=120)
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDEDUP_")}
-            # our own Redis (so INFO memory is readable); a rate limit far above what we send keeps
-            # the per-request counter (its cost is part of every request) without ever refusing one
-            env.update(REDIS_URL=server.url, NEWSDEDUP_RATE_LIMIT="10000000", PYTHONUNBUFFERED="1")
-            env.update(settings or {})  # --set: deliberate, recorded in the JSON
-            argv = [sys.executable, "-m", "newsdedup.cli", "up", "--host", HOST, "--port", str(port),
-                    "--workers", str(workers), "--data-dir", str(tmp / "data")]
-            service = Service(argv, env, tmp / "service.log").start()
-            health = Http(port, timeout=2)
-
-            def healthy() -> bool:
-                if not service or not service.running:
-                    raise RuntimeError(f"`newsdedup up` exited early:\n{service.log_tail() if service else ''}")
-                try:
-                    return health.request("GET", "/healthz")[0] == 200
-                except OSError:
-                    return False
-
-            if not wait_until(healthy, 90, 0.2):
-                raise RuntimeError(f"the API did not answer /healthz within 90 s:\n{service.log_tail()}")
-            health.close()
+            # our own Redis (so INFO memory is readable); --set: deliberate, recorded in the JSON
+            service, port = start_up(server.url, workers, tmp, settings)
             mem0 = used_memory(r)
             r.config_resetstat()
             deadline = time.monotonic() + time_limit

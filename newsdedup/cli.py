@@ -61,6 +61,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return int(retry_command(args) or 0)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .ops.sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def _setup_logging(config: Config) -> None:
     from newsdedup.logs import setup
 
@@ -155,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", metavar="ID", help="article ids to retry")
     p.add_argument("--all", action="store_true", help="retry every dead-lettered article")
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("sweep", help="remove articles older than NEWSDEDUP_RETENTION now (workers do it anyway)")
+    p.add_argument("--dry-run", action="store_true", help="only count the expired articles")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

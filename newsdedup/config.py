@@ -44,6 +44,12 @@ NEWSDEDUP_LOG_FORMAT               text             text, or json: one object pe
                                                     logger, message, request_id and other fields)
 NEWSDEDUP_EVENTS_MAXLEN            200000           events kept in the feed (GET /v1/events); trimming
                                                     is approximate (whole stream nodes): a few more
+NEWSDEDUP_RETENTION                0 (forever)      how long articles are kept: 30d, 12h, 90m, 45s;
+                                                    older ones are removed by the sweeper
+NEWSDEDUP_RETENTION_BY             ingested         ingested | published: which time the window counts
+                                                    from (published: no or a future date -> ingested)
+NEWSDEDUP_SWEEP_INTERVAL           window / 10      how often workers sweep expired articles
+                                                    (default clamped to 5 s .. 60 s)
 NEWSDEDUP_UI                       true             serve the web pages (/, /ui/...); false = 404
 NEWSDEDUP_SECRET_KEY               (derived)        signs the pages' login cookie; default: derived
                                                     from NEWSDEDUP_API_KEYS (set it when keys rotate)
@@ -72,6 +78,40 @@ def parse_size(name: str, raw: str) -> int:
     if not m or m.group(2) is not None and m.group(2).lower() not in _UNITS:
         raise ConfigError(f"{name}={raw!r} is not a size; use bytes or a unit, e.g. 8MB, 512KB, 1048576")
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhms]?)\s*$", re.IGNORECASE)
+_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+MAX_RETENTION = 100 * 365 * 86_400  # a century: beyond it "forever" (0) is what is meant
+
+
+def parse_duration(name: str, raw: str, lo: float, hi: float, zero: bool = False) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` (decimals allowed) in seconds; ``0`` too when ``zero``.
+
+    A bare number other than 0 is refused: "30" could mean seconds or days.
+    """
+    m = _DURATION.match(raw)
+    hint = "use a number with a unit d, h, m or s, e.g. 30d, 12h, 90m, 45s" + (" (0 = forever)" if zero else "")
+    if not m:
+        raise ConfigError(f"{name}={raw!r} is not a duration; {hint}")
+    value, unit = float(m.group(1)), m.group(2).lower()
+    if value == 0 and zero:
+        return 0.0
+    if not unit:
+        raise ConfigError(f"{name}={raw!r} has no unit; {hint}")
+    seconds = value * _SECONDS[unit]
+    if not lo <= seconds <= hi:
+        raise ConfigError(f"{name}={raw!r} is out of range: it must be {_duration(lo)} to {_duration(hi)}"
+                          + (" or 0 (forever)" if zero else "") + f"; {hint}")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that states it exactly (for messages)."""
+    for unit, size in _SECONDS.items():
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -136,6 +176,9 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     events_maxlen: int = 200_000
+    retention: float = 0.0  # seconds; 0 = keep forever
+    retention_by: str = "ingested"
+    sweep_interval: float | None = None  # seconds; None = a tenth of the window, clamped to [5, 60]
     ui: bool = True
     secret_key: str | None = field(default=None, repr=False)
 
@@ -154,6 +197,17 @@ class Config:
             raise ConfigError(f"NEWSDEDUP_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"NEWSDEDUP_LOG_FORMAT={self.log_format!r}: use text or json")
+        if self.retention_by not in ("ingested", "published"):
+            raise ConfigError(f"NEWSDEDUP_RETENTION_BY={self.retention_by!r}: use ingested or published")
+        if not 0 <= self.retention <= MAX_RETENTION:
+            raise ConfigError(f"NEWSDEDUP_RETENTION={self.retention!r} s is out of range; use 0 (forever) to 36500d")
+
+    @property
+    def sweep_seconds(self) -> float:
+        """Seconds between sweeps: the setting, else a tenth of the window within [5 s, 60 s]."""
+        if self.sweep_interval is not None:
+            return self.sweep_interval
+        return min(60.0, max(5.0, self.retention / 10))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -216,6 +270,12 @@ class Config:
             kw["log_level"] = v.strip().upper()
         if (v := get("NEWSDEDUP_LOG_FORMAT")) is not None:
             kw["log_format"] = v.strip().lower()
+        if (v := get("NEWSDEDUP_RETENTION")) is not None:
+            kw["retention"] = parse_duration("NEWSDEDUP_RETENTION", v, 1.0, MAX_RETENTION, zero=True)
+        if (v := get("NEWSDEDUP_RETENTION_BY")) is not None:
+            kw["retention_by"] = v.strip().lower()
+        if (v := get("NEWSDEDUP_SWEEP_INTERVAL")) is not None:
+            kw["sweep_interval"] = parse_duration("NEWSDEDUP_SWEEP_INTERVAL", v, 0.1, 86_400.0)
         kw.update(overrides)
         return cls(**kw)
 

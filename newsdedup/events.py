@@ -2,11 +2,11 @@
 
 Events are written by the same atomic transaction that makes them true (the
 cluster transaction writes ``article.done`` and ``cluster.merged``, a failure
-``article.failed``, a delete ``article.deleted``), so each happens exactly once
-with its result. The stream is capped at ``NEWSDEDUP_EVENTS_MAXLEN`` entries
-with approximate trimming (``XADD MAXLEN ~``: Redis trims whole nodes, so the
-feed may hold somewhat more than the cap, never fewer). A consumer more than
-that many events behind loses the oldest ones.
+``article.failed``, a removal ``article.deleted`` or, by the retention sweeper,
+``article.expired``), so each happens exactly once with its result. The stream
+is capped at ``NEWSDEDUP_EVENTS_MAXLEN`` entries with approximate trimming
+(``XADD MAXLEN ~``: Redis trims whole nodes, so the feed may hold somewhat more
+than the cap, never fewer); a consumer that many events behind loses the oldest.
 
 Cursors are the stream ids, urlsafe base64 so that clients treat them as opaque.
 Readers block on Redis (``XREAD BLOCK``), never poll.
@@ -28,7 +28,9 @@ from newsdedup.storage.records import now_ms, rfc3339
 from newsdedup.storage.txn import Txn
 
 DONE, FAILED, DELETED, MERGED = "article.done", "article.failed", "article.deleted", "cluster.merged"
-FINISHED = frozenset({DONE, FAILED, DELETED})  # an article's processing is over (for ?wait)
+EXPIRED = "article.expired"  # removed by the retention sweeper
+TYPES = (DONE, FAILED, DELETED, EXPIRED, MERGED)
+FINISHED = frozenset({DONE, FAILED, DELETED, EXPIRED})  # an article's processing is over (for ?wait)
 MAX_DUPLICATES = 50  # listed per article.done event (the strongest first)
 MAX_WAIT = 30
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")

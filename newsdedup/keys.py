@@ -18,6 +18,8 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        repeated (JSON), rshare, text (cleaned text: zstd of
                                        GB18030, a lossless Unicode encoding that is compact for
                                        Chinese; zlib in data written before), attempts, error,
+                                       bpsh (the line shapes it added to nd:bp:{source}, 8 bytes
+                                       each: taken back when the article is removed),
                                        page (the page as submitted, packed like text, when it is
                                        more than the kept text), lines (JSON {"bp": boilerplate
                                        line indices, "title": title line indices} of page),
@@ -40,10 +42,19 @@ nd:singles                     zset    clusters with 1 member scored by updated_
                                        zsets together hold every cluster of a processed article
 nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
+                                       (stories stored: a removed article's shapes are taken back)
 nd:q                           stream  work queue; entries {n, ver, rid (request id)}; group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
-nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed;
+nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,
+                                       expired (removed by the retention sweeper);
                                        index: the parameters the index was built with
+nd:expiry                      zset    every stored article number scored by its retention time (ms:
+                                       ingested_at, or published_at under NEWSDEDUP_RETENTION_BY=
+                                       published); written and removed with the article
+nd:gone:{id}                   string  tombstone of an expired article: when it expired (ms); expires
+                                       itself after one retention window (GET answers "expired")
+nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
+                                       expires (PX) if that worker dies
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
                                        (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
@@ -95,6 +106,8 @@ DONE_BUCKET_MS = 10_000
 DONE_TTL_MS = 2 * 3600 * 1000
 BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
 BANDS = PREFIX + "bands"
+EXPIRY = PREFIX + "expiry"
+SWEEP_LEASE = PREFIX + "sweep"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
@@ -118,6 +131,10 @@ def cluster(cid: str) -> str:
 
 def cluster_members(cid: str) -> str:
     return f"{PREFIX}cm:{cid}"
+
+
+def tombstone(article_id: str) -> str:
+    return f"{PREFIX}gone:{article_id}"
 
 
 def boilerplate(source: str) -> str:

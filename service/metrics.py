@@ -48,7 +48,8 @@ class RedisCollector(Collector):
         with storage_errors():
             pipe = self.r.pipeline(transaction=False)
             pipe.hgetall(keys.METRICS).xlen(keys.DEAD).xrange(keys.QUEUE, "-", "+", count=1)
-            raw, dead, oldest = pipe.execute()
+            pipe.hget(keys.META, "expired")
+            raw, dead, oldest, expired = pipe.execute()
             stats = self.dedup.stats()
         m = {k.decode(): int(v) for k, v in raw.items()}
         sub = CounterMetricFamily("newsdedup_articles_submitted", "Articles accepted by POST /v1/articles, by "
@@ -67,6 +68,8 @@ class RedisCollector(Collector):
                                   value=m.get("merges", 0))
         yield CounterMetricFamily("newsdedup_dead_lettered", "Articles moved to the dead-letter stream",
                                   value=m.get("dead_lettered", 0))
+        yield CounterMetricFamily("newsdedup_articles_expired", "Articles removed by retention (NEWSDEDUP_RETENTION)",
+                                  value=int(expired or 0))
         yield CounterMetricFamily("newsdedup_redis_errors", "Redis errors seen by API processes",
                                   value=m.get("redis_errors", 0))
         q = stats["queue"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsdedup import __version__
+from newsdedup import __version__, events
 from newsdedup.config import Config
 
 JSON = "application/json"
@@ -85,7 +85,7 @@ def _schemas(config: Config) -> dict[str, Any]:
     return {
         "Error": _obj({"error": _obj({
             "code": {"type": "string", "description": "Stable machine-readable code, e.g. invalid_json, "
-                                                      "missing_content, not_found, rate_limited"},
+                                                      "missing_content, not_found, expired, rate_limited"},
             "message": {"type": "string", "description": "What went wrong and how to fix it"},
             "field": {"type": "string", "description": "The offending field, e.g. articles[3].published_at"},
         }, required=["code", "message"])}),
@@ -111,11 +111,10 @@ def _schemas(config: Config) -> dict[str, Any]:
             "updated": {"type": "boolean", "description": "true when an existing article got new content"},
         }, required=["id", "status", "href"]),
         "SubmitResponse": _obj({"articles": {"type": "array", "items": _ref("SubmitResult")}}),
-        "SubmitResults": _obj({"articles": {"type": "array", "items": _ref("Article"),
-                                            "description": "Each article as GET /v1/articles/{id} shows it"}}),
+        "SubmitResults": _obj({"articles": {"type": "array", "items": _ref("Article")}}),  # as GET shows each
         "Event": _obj({
             "cursor": {"type": "string", "description": "Opaque; pass as after= to resume after this event"},
-            "type": {"type": "string", "enum": ["article.done", "article.failed", "article.deleted", "cluster.merged"]},
+            "type": {"type": "string", "enum": list(events.TYPES)},
             "at": _nullable(timestamp), "id": {"type": "string", "description": "The article (article.*)"},
             "cluster_id": _nullable({"type": "string", "description": "article.done: its cluster; "
                                      "cluster.merged: the cluster the merged ones became"}),
@@ -126,9 +125,8 @@ def _schemas(config: Config) -> dict[str, Any]:
             "merged": {"type": "array", "items": {"type": "string"}, "description": "Cluster ids merged away"},
             "error": {"type": "string"}, "attempts": count, "request_id": {"type": "string"},
         }, required=["cursor", "type", "at"]),
-        "EventPage": _obj({"events": {"type": "array", "items": _ref("Event")},
-                           "next_cursor": {"type": "string", "description": "Resume here (the same cursor when "
-                                           "there was nothing new)"}}),
+        "EventPage": _obj({"events": {"type": "array", "items": _ref("Event")}, "next_cursor": {
+            "type": "string", "description": "Resume here (the same cursor when there was nothing new)"}}),
         "Duplicate": _obj({"id": {"type": "string"}, "similarity": score, "containment": score}),
         "RepeatedBlock": repeated_block,
         "Article": _obj({
@@ -207,6 +205,8 @@ def _schemas(config: Config) -> dict[str, Any]:
         }, required=["duplicates", "cluster_id", "repeated_blocks", "repeated_share", "tokens"]),
         "Stats": _obj({"articles": count, "clusters": {**count, "description": "Clusters including singletons"},
                        "clusters_with_duplicates": {**count, "description": "Clusters of 2 or more"},
+                       "expired": {**count, "description": "Articles removed because they were older than "
+                                                           "NEWSDEDUP_RETENTION (since the database was created)"},
                        "queue": _obj({"pending": count, "in_flight": count, "failed": count})},
                       required=["articles", "clusters", "queue"]),
         "RetryRequest": _obj({"ids": {"type": "array", "maxItems": config.max_batch, "items": article_id}},
@@ -231,7 +231,8 @@ def _responses(config: Config) -> dict[str, Any]:
         "Unauthorized": {"description": "Missing or invalid API key (only when the server has API keys "
                                         "configured)", "content": error,
                          "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
-        "NotFound": {"description": "No such article or cluster (code not_found)", "content": error},
+        "NotFound": {"description": "No such article or cluster (code not_found); an article removed by the "
+                                    "retention window answers code expired for one window more", "content": error},
         "PayloadTooLarge": {"description": f"Body larger than {config.max_body} bytes (payload_too_large) or "
                                            f"more than {config.max_batch} articles (batch_too_large)",
                             "content": error},
@@ -301,8 +302,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
         {"name": "after", "in": "query", "required": False, "description": "A cursor (next_cursor, or an "
          "event's cursor); \"end\" = only what happens from now on; absent = the oldest event kept",
          "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
-        {"name": "limit", "in": "query", "required": False, "description": "Events per page",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}, q_wait]
+        {"name": "limit", "in": "query", "required": False, "description": "Events per page", "schema": {
+            "type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}, q_wait]
     paths: dict[str, Any] = {
         "/v1/articles": {"post": _operation(
             "Submit articles", {"202": _ok("Accepted: queued for the workers (or unchanged)", "SubmitResponse",
@@ -319,13 +320,12 @@ def build_openapi(config: Config) -> dict[str, Any]:
             "The events feed", {"200": _ok("Events after the cursor, oldest first", "EventPage"),
                                 "400": _resp("BadRequest")},
             tag="operations", op_id="listEvents", parameters=events_params, config=config, write=False,
-            description=f"article.done/failed/deleted and cluster.merged, from a stream capped at about "
-                        f"{config.events_maxlen} events (NEWSDEDUP_EVENTS_MAXLEN). With wait, an empty page "
-                        "is answered only after waiting that many seconds for an event.")},
-        "/metrics": {"get": _operation(
-            "Prometheus metrics", {"200": {"description": "Prometheus text exposition format",
-                                           "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            tag="operations", op_id="metrics", config=config, write=False)},
+            description=f"article.done/failed/deleted/expired and cluster.merged, from a stream capped at about "
+                        f"{config.events_maxlen} events (NEWSDEDUP_EVENTS_MAXLEN). With wait, an empty page is "
+                        "answered only after waiting that many seconds for an event.")},
+        "/metrics": {"get": _operation("Prometheus metrics", {"200": {"description": "Prometheus text format",
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}, tag="operations",
+                                       op_id="metrics", config=config, write=False)},
         "/v1/articles/{article_id}": {
             "get": _operation("Get an article and its duplicates",
                               {"200": _ok("The article", "Article"), "404": _resp("NotFound")},

@@ -666,3 +666,42 @@ def check_index_invariants(r: redis.Redis) -> None:
     listed = {c.decode() for key in (keys.CLUSTERS, keys.SINGLES) for c in r.zrange(key, 0, -1)}
     assert listed == named, f"zsets list clusters no article is in: {listed - named}; " \
                             f"articles name unlisted clusters: {named - listed}"
+
+
+def stored_traces(r: redis.Redis, n: int, article_id: str, band_numbers: set[int]) -> dict[str, bool]:
+    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries."""
+    return {"record": bool(r.exists(keys.article(n))), "payload": bool(r.exists(keys.payload(n))),
+            "id": r.hget(keys.IDS, article_id) == str(n).encode(), "expiry": r.zscore(keys.EXPIRY, n) is not None,
+            "bands": n in band_numbers}
+
+
+def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple[set[str], set[str]]:
+    """Every article of ``before`` (id -> number; done, indexed) is wholly there or wholly gone.
+
+    Returns (kept ids, removed ids). Also checks the index invariants, that the time index names
+    only stored articles, that no cluster names a removed article and that the zsets only hold
+    clusters that exist.
+    """
+    check_index_invariants(r)
+    numbers = {m for _, m in band_entries(r)}
+    kept, removed = set(), set()
+    for i, n in before.items():
+        traces = stored_traces(r, n, i, numbers)
+        if traces["record"]:
+            assert traces == {**traces, "id": True, "expiry": True, "bands": True}, (i, n, traces)
+            kept.add(i)
+        else:
+            assert not any(traces.values()), f"article {i} ({n}) is half removed: {traces}"
+            removed.add(i)
+    stored = {int(n) for n in r.hvals(keys.IDS)}
+    assert {int(m) for m in r.zrange(keys.EXPIRY, 0, -1)} == stored, "time index and stored articles differ"
+    gone = {before[i] for i in removed}
+    for key in r.scan_iter(match="nd:cm:*", count=1000):
+        assert not {int(m) for m in r.smembers(key)} & gone, f"{key!r} names removed articles"
+    for zkey in (keys.CLUSTERS, keys.SINGLES):
+        for c in r.zrange(zkey, 0, -1):
+            cid = c.decode()
+            if not r.exists(keys.cluster(cid)):  # implicit: its founding article is there and in it
+                num = keys.cluster_number(cid)
+                assert num is not None and r.hget(keys.article(num), "cluster") == c, f"{zkey} lists gone {cid}"
+    return kept, removed

@@ -22,6 +22,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.ops.redis_server import free_port
+from newsdedup.retention.sweeper import Sweeper
 from service import create_app
 from tests.procs import check_index_invariants, cluster_record
 from tests.textgen import near_copy, word_story
@@ -207,6 +208,25 @@ def test_delete(client: FlaskClient, redis_client: redis.Redis, cfg: Config) -> 
     assert client.get("/v1/clusters").get_json()["clusters"] == []  # min_size 2 by default
     assert client.get("/v1/stats").get_json()["articles"] == 1
     check_index_invariants(redis_client)
+
+
+def test_an_expired_article_answers_404_expired(redis_client: redis.Redis, cfg: Config) -> None:
+    windowed = cfg.replace(retention=3600.0, retention_by="published")
+    app = create_app(windowed)
+    client = app.test_client()
+    old = "2001-09-09T01:46:40Z"  # long before the window: expired at the next sweep
+    post_json(client, "/v1/articles", {"articles": [{"id": "e1", "text": story(11), "published_at": old},
+                                                    {"id": "e2", "text": story(12)}]})
+    process(redis_client, windowed)
+    assert Sweeper(redis_client, windowed).sweep().removed == 1
+    r = client.get("/v1/articles/e1")
+    assert r.status_code == 404 and err(r)["code"] == "expired" and "NEWSDEDUP_RETENTION" in err(r)["message"]
+    assert client.delete("/v1/articles/e1").status_code == 404
+    assert client.get("/v1/articles/e2").status_code == 200
+    assert client.get("/v1/stats").get_json()["expired"] == 1
+    redis_client.delete(keys.tombstone("e1"))  # what its TTL does after one window
+    assert err(client.get("/v1/articles/e1"))["code"] == "not_found"
+    app.extensions["newsdedup.redis"].close()
 
 
 def test_check_finds_duplicates_without_storing(client: FlaskClient, redis_client: redis.Redis,

@@ -8,6 +8,7 @@ crashed, or processing raised every time) is moved to the dead-letter stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.engine.jobs import Job
 from newsdedup.errors import IndexMismatch, NewsDedupError
+from newsdedup.retention.sweeper import Sweeper
 from newsdedup.storage.queue import ensure_group
 from newsdedup.storage.records import decoded
 from newsdedup.storage.txn import REDIS_DOWN, Txn
@@ -70,6 +72,7 @@ class Worker:
         self.engine = Engine(client, config)
         self._last_claim = 0.0
         self._group_ready = False
+        self.sweeper = Sweeper(client, config, name=self.name)
 
     # ------------------------------------------------------------------ one step
 
@@ -208,6 +211,7 @@ class Worker:
         while not stop.is_set():
             try:
                 self.step(block_ms=1000)
+                self.sweeper.tick()  # returns at once unless a sweep of expired articles is due
                 failures = 0
             except REDIS_DOWN as exc:
                 failures += 1
@@ -224,6 +228,8 @@ class Worker:
                 log.error("%s", exc.message)
                 self._group_ready = False
                 stop.wait(min(60.0, 5.0 * failures))
+        with contextlib.suppress(*REDIS_DOWN):
+            self.sweeper.release()
         log.info("worker %s stopped", self.name)
 
 

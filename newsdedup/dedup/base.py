@@ -30,5 +30,8 @@ class Service:
     def _number(self, article_id: str) -> int:
         n = self.r.hget(keys.IDS, article_id)
         if n is None:
+            if self.r.exists(keys.tombstone(article_id)):
+                raise NotFound(f"article {article_id!r} expired: it was older than the retention window "
+                               "(NEWSDEDUP_RETENTION) and was removed", code="expired")
             raise NotFound(f"no article with id {article_id!r}")
         return int(n)

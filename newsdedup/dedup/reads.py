@@ -179,8 +179,8 @@ class Reads(Service):
     @guarded
     def stats(self) -> dict[str, Any]:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed")
-        articles, multi, single, (queued, failed) = pipe.execute()
+        pipe.hlen(keys.IDS).zcard(keys.CLUSTERS).zcard(keys.SINGLES).hmget(keys.META, "queued", "failed", "expired")
+        articles, multi, single, (queued, failed, expired) = pipe.execute()
         try:
             in_flight = int(self.r.xpending(keys.QUEUE, keys.GROUP)["pending"])
         except redis.exceptions.ResponseError:
@@ -188,7 +188,7 @@ class Reads(Service):
         queued_n = max(0, int(queued or 0))
         in_flight = min(in_flight, queued_n)
         return {"articles": int(articles), "clusters": int(multi) + int(single),
-                "clusters_with_duplicates": int(multi),
+                "clusters_with_duplicates": int(multi), "expired": int(expired or 0),
                 "queue": {"pending": queued_n - in_flight, "in_flight": in_flight, "failed": int(failed or 0)}}
 
     @guarded

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from newsdedup import events, keys, metrics
+from newsdedup import keys, metrics
 from newsdedup.articles import ArticleIn
 from newsdedup.dedup.base import Service
 from newsdedup.errors import NotFound, StorageUnavailable
+from newsdedup.retention.removal import Removal
+from newsdedup.retention.sweeper import retention_ms
 from newsdedup.storage.queue import ensure_group
-from newsdedup.storage.records import decoded, now_ms, pack_payload, unpack_sig
+from newsdedup.storage.records import now_ms, pack_payload
 from newsdedup.storage.txn import Txn, guarded
 
 SUBMIT_RETRIES = 20
@@ -43,7 +45,7 @@ class Writes(Service):
             pipe = self.r.pipeline(transaction=False)
             for i in todo:
                 if i in nums:
-                    pipe.hmget(keys.article(nums[i]), "chash", "status", "ver")
+                    pipe.hmget(keys.article(nums[i]), "chash", "status", "ver", "ingested_at")
             recs = dict(zip([i for i in todo if i in nums], pipe.execute()))
             fresh = [i for i in todo if i not in nums]
             top = self.r.incrby(keys.SEQ, len(fresh)) if fresh else 0
@@ -61,7 +63,7 @@ class Writes(Service):
                           "lang": art.lang or "", "attempts": 0, "error": ""}
                 payload = pack_payload(art.text, art.html)
                 if i in recs:
-                    old_chash, status, ver = recs[i]
+                    old_chash, status, ver, ingested = recs[i]
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
                         results[i] = {"id": i, "status": status.decode(), "href": href(i)}
                         txn.expect_field(keys.article(n), "chash", chash)
@@ -71,6 +73,7 @@ class Writes(Service):
                     txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
                     txn.hset(keys.article(n), {**fields, "ver": new_ver, "updated_at": now})
                     txn.set(keys.payload(n), payload)
+                    txn.zadd(keys.EXPIRY, retention_ms(self.cfg, int(ingested or now), art.published_at), str(n))
                     if status != b"queued":
                         queued_delta += 1
                     if status == b"failed":
@@ -83,6 +86,7 @@ class Writes(Service):
                     txn.hset(keys.IDS, {i: n})
                     txn.hset(keys.article(n), {**fields, "ver": 1, "ingested_at": now})
                     txn.set(keys.payload(n), payload)
+                    txn.zadd(keys.EXPIRY, retention_ms(self.cfg, now, art.published_at), str(n))
                     queued_delta += 1
                     results[i] = {"id": i, "status": "queued", "href": href(i)}
                     outcome[b"submitted:queued"] += 1
@@ -105,47 +109,10 @@ class Writes(Service):
 
     @guarded
     def delete(self, article_id: str) -> dict[str, Any]:
-        """Remove an article from the index and its cluster (the cluster keeps its id)."""
-        for _ in range(SUBMIT_RETRIES):
-            n = self._number(article_id)
-            rec = self.r.hgetall(keys.article(n))
-            txn = Txn()
-            txn.expect_field(keys.IDS, article_id, n).expect_field(keys.article(n), "ver", rec.get(b"ver"))
-            sig = unpack_sig(rec.get(b"sig", b""), self.cfg.num_perm)
-            if sig is not None and rec.get(b"iver"):
-                self.engine.index.unindex(txn, n, sig)
-            cid = decoded(rec.get(b"cluster"))
-            if cid:
-                txn.expect_field(keys.article(n), "cluster", cid)
-                v = self.r.hget(keys.cluster(cid), "v")
-                if v is not None:
-                    members = {int(m) for m in self.r.smembers(keys.cluster_members(cid))} - {n}
-                    txn.expect_field(keys.cluster(cid), "v", v)
-                    txn.srem(keys.cluster_members(cid), [n]).hincrby(keys.cluster(cid), "v", 1)
-                    if members:
-                        txn.hset(keys.cluster(cid), {"size": len(members), "canonical": min(members),
-                                                     "updated_at": now_ms()})
-                        if len(members) < 2:
-                            txn.zrem(keys.CLUSTERS, cid).zadd(keys.SINGLES, now_ms(), cid)
-                            txn.zrem(keys.CLUSTER_SIZES, cid)
-                        else:
-                            txn.zadd(keys.CLUSTER_SIZES, len(members), cid)
-                    else:
-                        txn.delete(keys.cluster(cid)).delete(keys.cluster_members(cid))
-                        txn.zrem(keys.CLUSTERS, cid).zrem(keys.SINGLES, cid).zrem(keys.CLUSTER_SIZES, cid)
-                else:
-                    txn.zrem(keys.SINGLES, cid)
-            if rec.get(b"status") == b"queued":
-                txn.hincrby(keys.META, "queued", -1)
-            elif rec.get(b"status") == b"failed":
-                txn.hincrby(keys.META, "failed", -1)
-            if rec.get(b"head"):
-                txn.cut(keys.headlines(n), rec[b"head"], keys.HEADLINE_SEP)
-            txn.delete(keys.article(n)).delete(keys.payload(n)).hdel(keys.IDS, article_id)
-            events.emit(txn, self.cfg.events_maxlen, events.DELETED, id=article_id, cluster_id=cid or None)
-            if self.engine.scripts.run(txn):
-                return {"id": article_id, "deleted": True}
-        raise StorageUnavailable("the article kept changing while being deleted; retry", retry_after=1)
+        """Remove an article from the index and its cluster (the cluster keeps its id): the sweeper's path."""
+        if not Removal(self.r, self.cfg, self.engine).delete_id(article_id):
+            raise NotFound(f"no article with id {article_id!r}")
+        return {"id": article_id, "deleted": True}
 
     @guarded
     def retry_failed(self, ids: list[str] | None = None) -> dict[str, Any]:

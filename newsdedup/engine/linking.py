@@ -160,6 +160,8 @@ class Linker:
                 counts[keys.BP_DOCS_FIELD] += 1
                 for sh in j.features.page.shapes:
                     counts[sh] = counts.get(sh, 0) + 1
+                # what removing the article takes back: boilerplate is learned from the stories kept
+                txn.hset(keys.article(j.n), {"bpsh": b"".join(j.features.page.shapes)})
         for src, counts in sorted(learned.items()):
             txn.hincrn(keys.boilerplate(src), counts)
         for j in jobs:

@@ -141,10 +141,7 @@ class BandTable:
     def unindex(self, txn: Txn, n: int, sig: npt.NDArray[np.uint32]) -> Txn:
         """Writes that take article ``n`` (indexed with ``sig``) out of the band table."""
         values = self.banding.band_values(sig[None, :])[0].tobytes()
-        for band in range(self.banding.bands):
-            txn.unband(keys.BANDS, keys.BAND_PREFIX, self.cfg.lsh_bucket_bits, band, values[4 * band:4 * band + 4],
-                       n4(n))
-        return txn
+        return txn.unband_all(keys.BANDS, keys.BAND_PREFIX, self.cfg.lsh_bucket_bits, n4(n), values)
 
     def lookup(self, sig: npt.NDArray[np.uint32]) -> list[int]:
         """Indexed articles sharing a band value with ``sig`` (read only; POST /v1/check)."""

@@ -173,3 +173,18 @@ class Txn:
                member4: bytes) -> Txn:
         """Remove one entry (band value, member) from the LSH band table."""
         return self._w("unband", self.k(state_key), prefix, initial_level, band, value, member4)
+
+    def unband_all(self, state_key: str, prefix: str, initial_level: int, member4: bytes, values: bytes) -> Txn:
+        """Remove a member's entry in every band (``values``: its band values, 4 bytes per band)."""
+        return self._w("unbandm", self.k(state_key), prefix, initial_level, member4, values)
+
+    def hdecr(self, key: str, fields: list[bytes]) -> Txn:
+        """Take one off each field that is there; a field that reaches 0 is deleted (never negative)."""
+        for i in range(0, len(fields), 1000):
+            self._w("hdecr", self.k(key), *fields[i:i + 1000])
+        return self
+
+    def set_px(self, key: str, value: Arg, ttl_ms: int) -> Txn:
+        """SET with an expiry (a key that cleans itself up)."""
+        return self._w("setpx", self.k(key), value, max(1, int(ttl_ms)))
+

@@ -90,6 +90,34 @@ for _, ins in ipairs(instrs) do
       if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
       redis.call("HINCRBY", skey, "entries", -1)
     end
+  elseif name == "unbandm" then  -- state key, bucket prefix, initial level, n4, band values (4 bytes each)
+    -- every band entry of one article: the state is read once and counted down once
+    local skey = key(a[1])
+    local level, nxt = bt_state(skey, a[3])
+    local vs, fs, nb = bt_values(a[5])
+    local gone = 0
+    for b = 1, nb do
+      local bkey = bt_key(a[2], b - 1, bt_addr(vs[b], level, nxt))
+      local s = redis.call("GET", bkey)
+      local at = s and bt_aligned(s, fs[b] .. a[4], 1)
+      if at then
+        s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+        if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
+        gone = gone + 1
+      end
+    end
+    if gone > 0 then redis.call("HINCRBY", skey, "entries", -gone) end
+  elseif name == "hdecr" then  -- key, fields...: take one off each field there, deleting those that reach 0
+    local k = key(a[1])
+    local vals = redis.call("HMGET", k, unpack(a, 2))
+    local gone = {}
+    for j = 1, #vals do
+      local v = tonumber(vals[j] or "0")
+      if v > 1 then redis.call("HINCRBY", k, a[j + 1], -1) elseif v > 0 then gone[#gone + 1] = a[j + 1] end
+    end
+    if #gone > 0 then redis.call("HDEL", k, unpack(gone)) end
+  elseif name == "setpx" then  -- key, value, milliseconds to live
+    redis.call("SET", key(a[1]), a[2], "PX", a[3])
   end
 end
 return {1}

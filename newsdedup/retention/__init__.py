@@ -1,0 +1,1 @@
+"""The retention window: the one removal path (:mod:`.removal`) and the sweeper (:mod:`.sweeper`)."""
