@@ -180,7 +180,7 @@ def test_events_resume_from_a_cursor_across_a_worker_crash(procs: Procs, session
     a = start_worker(procs, redis_client, session_url, "worker-a", **fast)
     nd.submit(first)
     page = nd.events_page(limit=5, wait=20)  # a consumer reads part of the feed and keeps its cursor
-    seen = [e["id"] for e in page["events"]]
+    seen = [e["id"] for e in page["events"] if e["type"] == "article.done"]
     cursor = page["next_cursor"]
     nd.submit(second)
     wait_until(lambda: pending_of(redis_client, a) or redis_client.hget(keys.META, "queued") == b"0", 30,
@@ -190,8 +190,9 @@ def test_events_resume_from_a_cursor_across_a_worker_crash(procs: Procs, session
     ids = [x["id"] for x in corpus.articles]
     nd.wait(ids, timeout=60)
     for e in nd.events(after=cursor, wait=0, limit=7):  # the consumer comes back with its cursor
-        assert e["type"] == "article.done", e
-        seen.append(e["id"])
+        assert e["type"] in ("article.done", "cluster.merged"), e  # a copy may bridge two halves of a story
+        if e["type"] == "article.done":
+            seen.append(e["id"])
     assert sorted(seen) == sorted(ids)  # nothing missed, nothing twice
     assert set(partition(redis_client)) == corpus.truth()
 
