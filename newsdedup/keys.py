@@ -48,7 +48,7 @@ nd:bp:{source}                 hash    boilerplate learning per source: field = 
                                        (stories stored: a removed article's shapes are taken back)
 nd:none:{reason}               set     numbers of done articles without story text, per reason
                                        (script, undecodable, too_short): counted in GET /v1/stats
-nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
+nd:q                           stream  work queue; entries {n, ver, rid (request id)}; group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,
                                        expired (removed by the retention sweeper);
@@ -61,6 +61,9 @@ nd:gone:{id}                   string  tombstone of an expired article: when it 
 nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
                                        expires (PX) if that worker dies
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
+nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
+                                       (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
+nd:metrics                     hash    counters behind /metrics (see newsdedup.metrics)
 nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
                                        expires after 2 hours (the overview's "last minute / hour")
 nd:heads:{chunk}               string  headline search, one string per 1024 article numbers
@@ -99,6 +102,8 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+EVENTS = PREFIX + "events"
+METRICS = PREFIX + "metrics"
 HEADLINE_CHUNK = 1024  # article numbers per nd:heads:{chunk} string
 HEADLINE_SEP = "\x1e"  # ends each headline record
 CLUSTER_SIZES = PREFIX + "csizes"

@@ -54,3 +54,4 @@ class Job:
     skip: str | None = None  # why the entry needs no work (acknowledged only)
     teaches: bool = False  # a copy that may still teach its source's boilerplate (text/story.py)
     error: str | None = None  # permanent failure (dead-lettered at once)
+    rid: str = ""  # the request id that queued it (X-Request-ID), for logs and events

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from newsdedup import keys
+from newsdedup import events, keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
@@ -114,6 +114,8 @@ class Removal:
                     txn.set_px(keys.tombstone(article_id), now, int(max(1.0, self.cfg.retention) * 1000))
                 else:  # a deleted id is plainly unknown, even if an earlier copy expired
                     txn.delete(keys.tombstone(article_id))
+                events.emit(txn, self.cfg.events_maxlen, events.EXPIRED if expired else events.DELETED,
+                            id=article_id, cluster_id=cid or None)
         self._leave_clusters(txn, gone_of, now)
         for field, k in counts.items():
             if k:
