@@ -11,6 +11,7 @@ from typing import Any
 
 from newsdedup import __version__, events
 from newsdedup.config import Config
+from service.openapi_content import CHECK_REQUIRED, article_content, check_content, content_none
 
 JSON = "application/json"
 RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -44,14 +45,6 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None, extra: b
     if not extra:
         schema["additionalProperties"] = False
     return schema
-
-
-_CONTENT_DOC = ("none: no story text was left once page code, markup, URLs and undecodable text were removed "
-                "(a failed scrape); such a page is never clustered by its leftovers")
-CONTENT: dict[str, Any] = {"type": "string", "enum": ["story", "none"], "description": _CONTENT_DOC}
-CONTENT_REASON = {"type": "string", "enum": ["script", "undecodable", "too_short", None], "nullable": True,
-                  "description": "Why content is none: the page was script/markup, undecodable bytes "
-                                 "(wrong charset), or too short; null when content is story"}
 
 
 def _schemas(config: Config) -> dict[str, Any]:
@@ -143,24 +136,19 @@ def _schemas(config: Config) -> dict[str, Any]:
             "cluster_id": _nullable({"type": "string"}),
             "duplicate_of": _nullable({"type": "string"}),
             "duplicates": {"type": "array", "items": _ref("Duplicate")},
-            "title": _nullable({"type": "string"}),
-            "url": _nullable({"type": "string"}),
+            "title": _nullable({"type": "string"}), "url": _nullable({"type": "string"}),
             "source": _nullable({"type": "string"}),
             "published_at": _nullable({"type": "string"}),
             "ingested_at": _nullable(timestamp),
             "processed_at": _nullable(timestamp),
             "lang": _nullable({"type": "string"}),
             "repeated_blocks": {"type": "array", "items": _ref("RepeatedBlock")},
-            "repeated_share": _nullable(score),
-            "tokens": _nullable(count),
+            "repeated_share": _nullable(score), "tokens": _nullable(count),
             "boilerplate_lines": {**count, "description": "Lines dropped as the source's boilerplate"},
             "error": _nullable({"type": "string", "description": "Why processing failed"}),
-            "attempts": count,
+            "attempts": count, **article_content(),
             "text": _nullable({"type": "string", "description": "The cleaned text that was compared "
                                                                 "(when NEWSDEDUP_KEEP_TEXT)"}),
-            "content": {**CONTENT, "enum": ["story", "none", None], "nullable": True,
-                        "description": _CONTENT_DOC + "; null until done"},
-            "content_reason": CONTENT_REASON,
         }, required=["id", "status", "cluster_id", "duplicate_of", "duplicates", "title", "url", "source",
                      "published_at", "ingested_at", "processed_at", "lang", "repeated_blocks", "repeated_share",
                      "tokens", "error", "attempts"]),
@@ -212,18 +200,13 @@ def _schemas(config: Config) -> dict[str, Any]:
             "repeated_blocks": {"type": "array", "items": _ref("RepeatedBlock")},
             "repeated_share": score,
             "tokens": count,
-            "content": CONTENT,
-            "content_reason": CONTENT_REASON,
-            "ignored_fields": {"type": "array", "items": {"type": "string"}},
-        }, required=["duplicates", "cluster_id", "repeated_blocks", "repeated_share", "tokens", "content",
-                     "content_reason"]),
+            **check_content(), "ignored_fields": {"type": "array", "items": {"type": "string"}},
+        }, required=["duplicates", "cluster_id", "repeated_blocks", "repeated_share", "tokens", *CHECK_REQUIRED]),
         "Stats": _obj({"articles": count, "clusters": {**count, "description": "Clusters including singletons"},
                        "clusters_with_duplicates": {**count, "description": "Clusters of 2 or more"},
                        "expired": {**count, "description": "Articles removed because they were older than "
                                                            "NEWSDEDUP_RETENTION (since the database was created)"},
-                       "content_none": _obj({"total": count, "script": count, "undecodable": count,
-                                             "too_short": count},
-                                            required=["total", "script", "undecodable", "too_short"]),
+                       "content_none": content_none(count),
                        "queue": _obj({"pending": count, "in_flight": count, "failed": count})},
                       required=["articles", "clusters", "queue"]),
         "RetryRequest": _obj({"ids": {"type": "array", "maxItems": config.max_batch, "items": article_id}},
