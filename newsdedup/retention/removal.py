@@ -41,6 +41,7 @@ class Removed:
 
     ids: list[str]
     stale: int = 0  # time-index entries whose article was already gone (dropped too)
+    seconds: float = 0.0  # the transaction call that removed them, as this client timed it
 
 
 class Removal:
@@ -136,7 +137,11 @@ class Removal:
         if not numbers:
             return Removed(ids=[])
         txn, done = self.txn(numbers, expired, expect_id)
-        return done if self.engine.scripts.run(txn) else None
+        t0 = time.perf_counter()
+        if not self.engine.scripts.run(txn):
+            return None
+        done.seconds = time.perf_counter() - t0
+        return done
 
     def _leave_clusters(self, txn: Txn, gone_of: dict[str, set[int]], now: int) -> None:
         """Take removed articles out of their clusters (checked against each cluster's version)."""
