@@ -90,41 +90,67 @@ for _, ins in ipairs(instrs) do
     end
   elseif name == "unbandm" then  -- state key, bucket prefix, initial level, then n4, band values (4 bytes each)...
     -- every band entry of several articles: the state is read once and counted down once, and
-    -- each bucket is read and rewritten once for all the entries it loses
+    -- each bucket is read and rewritten once for all the entries it loses (most lose one: no table)
     local skey = key(a[1])
     local level, nxt = bt_state(skey, a[3])
+    local m = 2 ^ level
+    local heads = {}  -- "<prefix><band>:" per band, built once
     local want, order = {}, {}
-    for m = 4, #a, 2 do
-      local vs, fs, nb = bt_values(a[m + 1])
+    for j = 4, #a, 2 do
+      local n4 = a[j]
+      local vs, fs, nb = bt_values(a[j + 1])
       for b = 1, nb do
-        local bkey = bt_key(a[2], b - 1, bt_addr(vs[b], level, nxt))
+        local h = heads[b]
+        if not h then h = a[2] .. (b - 1) .. ":"; heads[b] = h end
+        local addr = vs[b] % m
+        if addr < nxt then addr = vs[b] % (2 * m) end
+        local bkey = h .. addr
+        local e = fs[b] .. n4
         local w = want[bkey]
-        if not w then w = {}; want[bkey] = w; order[#order + 1] = bkey end
-        w[#w + 1] = fs[b] .. a[m]
+        if w == nil then
+          want[bkey] = e
+          order[#order + 1] = bkey
+        elseif type(w) == "string" then
+          want[bkey] = {w, e}
+        else
+          w[#w + 1] = e
+        end
       end
     end
     local gone = 0
     for _, bkey in ipairs(order) do
       local s = redis.call("GET", bkey)
       if s then
-        local cuts = {}
-        for _, e in ipairs(want[bkey]) do
-          local at = bt_aligned(s, e, 1)
-          if at then cuts[#cuts + 1] = at end
-        end
-        if #cuts > 0 then
-          table.sort(cuts)
-          local parts, from, last = {}, 1, -8
-          for _, at in ipairs(cuts) do
-            if at ~= last then  -- the same entry asked for twice is removed once
-              parts[#parts + 1] = string.sub(s, from, at - 1)
-              from, last = at + 8, at
-              gone = gone + 1
-            end
+        local w = want[bkey]
+        local rest
+        if type(w) == "string" then
+          local at = bt_aligned(s, w, 1)
+          if at then
+            rest = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+            gone = gone + 1
           end
-          parts[#parts + 1] = string.sub(s, from)
-          s = table.concat(parts)
-          if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
+        else
+          local cuts = {}
+          for _, e in ipairs(w) do
+            local at = bt_aligned(s, e, 1)
+            if at then cuts[#cuts + 1] = at end
+          end
+          if #cuts > 0 then
+            table.sort(cuts)
+            local parts, from, last = {}, 1, -8
+            for _, at in ipairs(cuts) do
+              if at ~= last then  -- the same entry asked for twice is removed once
+                parts[#parts + 1] = string.sub(s, from, at - 1)
+                from, last = at + 8, at
+                gone = gone + 1
+              end
+            end
+            parts[#parts + 1] = string.sub(s, from)
+            rest = table.concat(parts)
+          end
+        end
+        if rest then
+          if #rest == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, rest) end
         end
       end
     end
