@@ -1,10 +1,13 @@
 """What removing an article costs (issue 12): the removal path on an index filled in-process.
 
     .venv/bin/python bench/removal_cost.py [--articles 3000] [--batch 20] [--snapshot DIR] [--slowlog-us 200]
+                                      [--sweeper]
 
 Fills a private redis-server (no AOF) through the engine (``Dedup.submit`` + ``Worker`` steps, no
 HTTP) with the bench corpus, then removes every article with ``Removal.remove`` in batches of
-``--batch`` in article-number order (the sweeper's order: oldest first) and prints
+``--batch`` in article-number order (the sweeper's order: oldest first), or with ``--sweeper``
+through ``Sweeper.sweep_batch`` (a 1 s window, so every article is expired; batches adapt to
+take about ``CALL_SECONDS``), and prints
 
 * ingest and removal wall time per article (removal includes its reads and retries);
 * the removal transactions (``transact.lua`` calls): p50 / p99 / max of their duration inside
@@ -41,6 +44,7 @@ from newsdedup.config import Config  # noqa: E402
 from newsdedup.dedup import Dedup  # noqa: E402
 from newsdedup.ops.redis_server import RedisServer  # noqa: E402
 from newsdedup.retention.removal import Removal  # noqa: E402
+from newsdedup.retention.sweeper import Sweeper  # noqa: E402
 from newsdedup.storage.scripts import source  # noqa: E402
 from workers.consumer import Worker  # noqa: E402
 
@@ -71,8 +75,13 @@ def cpu(r: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bool = True) -> dict[str, Any]:
-    """Remove every article of the saved index in ``data_dir`` (a copy is used); the figures."""
+def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bool = True,
+               sweeper: bool = False) -> dict[str, Any]:
+    """Remove every article of the saved index in ``data_dir`` (a copy is used); the figures.
+
+    ``sweeper``: through ``Sweeper.sweep_batch`` (all articles expired, batches adapting), else
+    ``Removal.remove`` in batches of ``batch``.
+    """
     sha = hashlib.sha1(source("transact").encode()).hexdigest().encode()
     with tempfile.TemporaryDirectory(prefix="nd-removal-") as tmp:
         shutil.copy(data_dir / "dump.rdb", Path(tmp) / "dump.rdb")
@@ -83,8 +92,9 @@ def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bo
                 while r.info("persistence")["aof_rewrite_in_progress"] or r.info("persistence")[
                         "aof_rewrite_scheduled"]:
                     time.sleep(0.05)
-            cfg = Config.from_env({}, redis_url=srv.url)
-            removal = Removal(r, cfg)
+            cfg = Config.from_env({"NEWSDEDUP_RETENTION": "1s"} if sweeper else {}, redis_url=srv.url)
+            sweep = Sweeper(r, cfg, name="bench")
+            removal = sweep.removal if sweeper else Removal(r, cfg)
             scripts = removal.engine.scripts
             run = scripts.run
             client_ms: list[float] = []
@@ -105,9 +115,17 @@ def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bo
             server_ms: list[float] = []
             wall = 0.0
             cpu0 = cpu(r)
-            for i in range(0, len(nums), batch):
+            sizes: list[int] = []
+            if sweeper and not sweep.acquire():
+                raise SystemExit("the sweep lease is taken")
+            for i in range(0, len(nums), batch) if not sweeper else iter(int, 1):
                 t0 = time.perf_counter()
-                removal.remove(nums[i:i + batch])
+                if sweeper:
+                    sizes.append(sweep.sweep_batch())
+                    if not sizes[-1]:
+                        break
+                else:
+                    removal.remove(nums[i:i + batch])
                 wall += time.perf_counter() - t0
                 log = r.execute_command("SLOWLOG", "GET", "100000")
                 r.slowlog_reset()
@@ -122,7 +140,8 @@ def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bo
              if k.removeprefix("cmdstat_") in ("get", "set", "hincrby", "hmget", "hdel", "del", "zrem", "srem")}
     return {"articles": len(nums), "removal_us": wall / len(nums) * 1e6, "server": server_ms,
             "client": client_ms, "cpu_us": used / len(nums) * 1e6,
-            "per_article": {k: round(v / len(nums), 1) for k, v in sorted(calls.items())}, "left": left}
+            "per_article": {k: round(v / len(nums), 1) for k, v in sorted(calls.items())}, "left": left,
+            "sizes": sorted(sizes[:-1])}
 
 
 def main() -> None:
@@ -130,6 +149,7 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--slowlog-us", type=int, default=SLOWLOG_US)
+    ap.add_argument("--sweeper", action="store_true", help="remove through the sweeper (adaptive batches)")
     ap.add_argument("--snapshot", type=Path, default=None, help="keep / reuse the filled index here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="nd-fill-") as tmp:
@@ -139,9 +159,11 @@ def main() -> None:
             print(f"reusing the index saved in {data}")
         else:
             print(f"N={args.articles} ingest {fill(data, args.articles) * 1e6:.0f} us/article")
-        res = remove_all(data, args.batch, args.slowlog_us)
+        res = remove_all(data, args.batch, args.slowlog_us, sweeper=args.sweeper)
     s, c = res["server"], res["client"]
-    print(f"N={res['articles']} batch={args.batch}: removal {res['removal_us']:.0f} us/article wall, "
+    z = res["sizes"]
+    how = f"sweeper batches p50 {pct(z, .5)} (min {z[0]}, max {z[-1]})" if z else f"batch={args.batch}"
+    print(f"N={res['articles']} {how}: removal {res['removal_us']:.0f} us/article wall, "
           f"Redis CPU {res['cpu_us']:.0f} us/article")
     lim = args.slowlog_us / 1000
 
