@@ -149,9 +149,9 @@ def parse_article(obj: Any, *, max_text_chars: int = 2_000_000, max_id_length: i
         if not raw_id or len(raw_id) > max_id_length:
             raise ValidationError(f"{where}id must be 1 to {max_id_length} characters long", field=where + "id",
                                   code="invalid_id")
-        if _has_control(raw_id) or raw_id != raw_id.strip() or "/" in raw_id:
-            raise ValidationError(f"{where}id must not contain control characters, slashes or surrounding "
-                                  "spaces", field=where + "id", code="invalid_id")
+        if _has_control(raw_id) or raw_id != raw_id.strip():
+            raise ValidationError(f"{where}id must not contain control characters or surrounding spaces",
+                                  field=where + "id", code="invalid_id")
         article_id = raw_id
     art = ArticleIn(id=article_id, title=title, text=text, html=html, url=url, source=source,
                     published_at=published, lang=lang, id_derived=derived)

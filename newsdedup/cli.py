@@ -68,14 +68,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(config: Config) -> None:
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from newsdedup.logs import setup
+
+    setup(config)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from newsdedup.ops.ingest import ingest
 
     return ingest(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from newsdedup.ops.export import export
+
+    return export(args)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------------
@@ -137,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="then wait until the workers have processed the queue")
     p.add_argument("--wait-timeout", type=float, default=None, help="give up waiting after this many seconds")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("export", help="write every cluster and its members, read from Redis (REDIS_URL)")
+    p.add_argument("--min-size", type=_positive_int, default=2, help="smallest cluster exported (default 2)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default jsonl")
+    p.add_argument("--out", metavar="FILE", default=None, help="default stdout")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="cluster a labelled set and score it (see newsdedup.evaluate)")
     p.add_argument("set", metavar="SET.jsonl[.gz]", help="labelled set from shared/eval/evalset.py")

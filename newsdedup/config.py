@@ -40,6 +40,10 @@ NEWSDEDUP_REDIS_CLUSTER            auto             REDIS_URL is a Redis Cluster
                                                     auto: ask it (INFO cluster). Cluster mode is not
                                                     supported yet and is refused (docs/cluster.md)
 NEWSDEDUP_LOG_LEVEL                INFO             logging level
+NEWSDEDUP_LOG_FORMAT               text             text, or json: one object per line (time, level,
+                                                    logger, message, request_id and other fields)
+NEWSDEDUP_EVENTS_MAXLEN            200000           events kept in the feed (GET /v1/events); trimming
+                                                    is approximate (whole stream nodes): a few more
 NEWSDEDUP_RETENTION                0 (forever)      how long articles are kept: 30d, 12h, 90m, 45s;
                                                     older ones are removed by the sweeper
 NEWSDEDUP_RETENTION_BY             ingested         ingested | published: which time the window counts
@@ -170,6 +174,8 @@ class Config:
     redis_timeout: float = 5.0
     redis_cluster: str = "auto"
     log_level: str = "INFO"
+    log_format: str = "text"
+    events_maxlen: int = 200_000
     retention: float = 0.0  # seconds; 0 = keep forever
     retention_by: str = "ingested"
     sweep_interval: float | None = None  # seconds; None = a tenth of the window, clamped to [5, 60]
@@ -189,6 +195,8 @@ class Config:
             raise ConfigError(f"NEWSDEDUP_REDIS_CLUSTER={self.redis_cluster!r}: use true, false or auto (ask Redis)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"NEWSDEDUP_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"NEWSDEDUP_LOG_FORMAT={self.log_format!r}: use text or json")
         if self.retention_by not in ("ingested", "published"):
             raise ConfigError(f"NEWSDEDUP_RETENTION_BY={self.retention_by!r}: use ingested or published")
         if not 0 <= self.retention <= MAX_RETENTION:
@@ -230,7 +238,8 @@ class Config:
                 "NEWSDEDUP_LSH_BUCKET_LOAD": ("lsh_bucket_load", 4, 100_000),
                 "NEWSDEDUP_WORKER_BATCH": ("worker_batch", 1, 10_000),
                 "NEWSDEDUP_MAX_ATTEMPTS": ("max_attempts", 1, 100),
-                "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000)}
+                "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000),
+                "NEWSDEDUP_EVENTS_MAXLEN": ("events_maxlen", 100, 100_000_000)}
         for name, (attr, lo, hi) in ints.items():
             if (v := get(name)) is not None:
                 kw[attr] = _int(name, v, lo, hi)
@@ -259,6 +268,8 @@ class Config:
             kw["secret_key"] = v.strip()
         if (v := get("NEWSDEDUP_LOG_LEVEL")) is not None:
             kw["log_level"] = v.strip().upper()
+        if (v := get("NEWSDEDUP_LOG_FORMAT")) is not None:
+            kw["log_format"] = v.strip().lower()
         if (v := get("NEWSDEDUP_RETENTION")) is not None:
             kw["retention"] = parse_duration("NEWSDEDUP_RETENTION", v, 1.0, MAX_RETENTION, zero=True)
         if (v := get("NEWSDEDUP_RETENTION_BY")) is not None:

@@ -43,7 +43,7 @@ nd:singles                     zset    clusters with 1 member scored by updated_
 nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
                                        (stories stored: a removed article's shapes are taken back)
-nd:q                           stream  work queue; entries {n, ver}; consumer group "workers"
+nd:q                           stream  work queue; entries {n, ver, rid (request id)}; group "workers"
 nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
 nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,
                                        expired (removed by the retention sweeper);
@@ -56,6 +56,9 @@ nd:gone:{id}                   string  tombstone of an expired article: when it 
 nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
                                        expires (PX) if that worker dies
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
+nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
+                                       (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
+nd:metrics                     hash    counters behind /metrics (see newsdedup.metrics)
 nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
                                        expires after 2 hours (the overview's "last minute / hour")
 nd:heads:{chunk}               string  headline search, one string per 1024 article numbers
@@ -94,6 +97,8 @@ QUEUE = PREFIX + "q"
 DEAD = PREFIX + "q:dead"
 META = PREFIX + "meta"
 GROUP = "workers"
+EVENTS = PREFIX + "events"
+METRICS = PREFIX + "metrics"
 HEADLINE_CHUNK = 1024  # article numbers per nd:heads:{chunk} string
 HEADLINE_SEP = "\x1e"  # ends each headline record
 CLUSTER_SIZES = PREFIX + "csizes"

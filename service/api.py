@@ -10,15 +10,20 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from newsdedup import events
 from newsdedup.articles import parse_article, parse_submission
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.errors import ValidationError
+from newsdedup.errors import NotFound, ValidationError
 from newsdedup.explain import explain
+from newsdedup.metrics import counters
+from newsdedup.storage.txn import storage_errors
 
 from .jsonbody import request_json
+from .metrics import exposition
 from .openapi import build_openapi
 
 bp = Blueprint("api", __name__)
@@ -26,6 +31,7 @@ bp = Blueprint("api", __name__)
 MAX_LIMIT = 500
 MAX_MIN_SIZE = 1_000_000_000
 MAX_CURSOR = 256
+MAX_EVENTS = 1000
 _DIGITS = re.compile(r"^[0-9]{1,10}$")
 
 
@@ -57,32 +63,52 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 # -- articles ---------------------------------------------------------------------------
 
 
+def _block_chunk() -> float:
+    """How long one blocking Redis read may last: below the client's socket timeout."""
+    return max(0.05, _config().redis_timeout * 0.8)
+
+
 @bp.post("/v1/articles")
 def submit_articles() -> Response:
-    """Queue one article or a batch (``{"articles": [...]}``) for deduplication."""
+    """Queue one article or a batch (``{"articles": [...]}``); ``?wait=S``: 200 with the results if done in time."""
     cfg = _config()
+    wait = _int_arg("wait", 0, 0, events.MAX_WAIT)
     body = request_json(cfg.max_body)
     items = parse_submission(body, max_batch=cfg.max_batch, max_text_chars=cfg.max_text_chars,
                              max_id_length=cfg.max_id_length)
-    results = _dedup().submit(items)
+    dedup = _dedup()
+    with storage_errors():
+        since = events.last_id(dedup.r) if wait else ""
+    results = dedup.submit(items, request_id=g.get("request_id", ""))
+    if wait:
+        queued = [r["id"] for r in results if r["status"] == "queued"]
+        with storage_errors():
+            finished = events.wait_finished(dedup.r, queued, since, wait, _block_chunk())
+        if finished:
+            try:
+                views = [dedup.article(r["id"]) for r in results]
+            except NotFound:  # deleted meanwhile: the 202 answer says what is known
+                views = []
+            if views:
+                return _json({"articles": views}, 200)
     resp = _json({"articles": results}, 202)
     if len(results) == 1:
         resp.headers["Location"] = results[0].get("href") or "/v1/articles/" + quote(results[0]["id"], safe="")
     return resp
 
 
-@bp.get("/v1/articles/<path:article_id>")
+@bp.get("/v1/articles/<aid:article_id>")
 def get_article(article_id: str) -> Response:
     return _json(_dedup().article(article_id))
 
 
-@bp.get("/v1/articles/<article_id>/compare/<other_id>")
+@bp.get("/v1/articles/<aid:article_id>/compare/<aid:other_id>")
 def compare_articles(article_id: str, other_id: str) -> Response:
     """Why two stored articles are (or are not) duplicates: exact figures and shared passages."""
     return _json(explain(current_app.extensions["newsdedup.redis"], _config(), article_id, other_id).report())
 
 
-@bp.delete("/v1/articles/<path:article_id>")
+@bp.delete("/v1/articles/<aid:article_id>")
 def delete_article(article_id: str) -> Response:
     return _json(_dedup().delete(article_id))
 
@@ -119,6 +145,28 @@ def check() -> Response:
     if ignored:
         result = {**result, "ignored_fields": ignored}
     return _json(result)
+
+
+@bp.get("/v1/events")
+def list_events() -> Response:
+    """The events feed after a cursor; ``wait`` blocks on Redis until there is one, at most that many seconds."""
+    limit = _int_arg("limit", 100, 1, MAX_EVENTS)
+    wait = _int_arg("wait", 0, 0, events.MAX_WAIT)
+    after = request.args.get("after")
+    if after is not None and after != "end":
+        events.decode_cursor(after)  # 400 before touching Redis
+    with storage_errors():
+        return _json(events.read(_dedup().r, after, limit, wait, _block_chunk()))
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format; a read like any other (NEWSDEDUP_AUTH_READS closes it)."""
+    r = current_app.extensions["newsdedup.redis"]
+    with storage_errors():
+        counters.flush(r)  # this process's latest counts are in the answer
+    return Response(exposition(r, _dedup()),
+                    content_type=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/v1/stats")

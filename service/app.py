@@ -9,19 +9,23 @@ the factory succeeds while Redis is down (``/readyz`` then answers 503).
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from werkzeug.wrappers import Response
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import PayloadTooLarge
+from newsdedup.logs import new_request_id, request_id
+from newsdedup.metrics import counters
 from newsdedup.redis_client import connect
 
 from .api import bp
 from .auth import authenticate
 from .errors import register_error_handlers
+from .ids import ArticleIdConverter, RawPathMiddleware
 from .ratelimit import check_rate
 from .ui import page_guard, register_pages
 
@@ -29,6 +33,29 @@ from .ui import page_guard, register_pages
 def make_redis(config: Config) -> redis.Redis:
     """The API's client: :func:`newsdedup.redis_client.connect` (bounded timeouts; a cluster is refused)."""
     return connect(config)
+
+
+log = logging.getLogger("newsdedup.service.requests")
+
+
+def _begin() -> None:
+    """Before anything else: the request id (the client's X-Request-ID or a new one) and the clock."""
+    g.request_id = new_request_id(request.headers.get("X-Request-ID"))
+    g.started = time.perf_counter()
+    request_id.set(g.request_id)
+
+
+def _finish(resp: Response) -> Response:
+    """After every request, errors included: echo the id, log one line, count it for /metrics."""
+    rid = g.get("request_id") or new_request_id(None)
+    resp.headers["X-Request-ID"] = rid
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = (request.endpoint or "none").removeprefix("api.")
+    log.info("%s %s %s %.1fms", request.method, request.path, resp.status_code, seconds * 1000,
+             extra={"request_id": rid, "method": request.method, "path": request.path,
+                    "status": resp.status_code, "duration_ms": round(seconds * 1000, 2), "endpoint": endpoint})
+    counters.request(current_app.extensions["newsdedup.redis"], endpoint, request.method, resp.status_code, seconds)
+    return resp
 
 
 def _guard() -> Response | None:
@@ -63,13 +90,17 @@ def create_app(config: Config | None = None, redis_client: redis.Redis | None = 
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     # Ids are opaque: never answer "a//b" with a redirect to "a/b" (set before any rule is added).
     app.url_map.merge_slashes = False
+    app.url_map.converters["aid"] = ArticleIdConverter
+    app.wsgi_app = RawPathMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     app.extensions["newsdedup"] = Dedup(client, config)
     app.extensions["newsdedup.config"] = config
     app.extensions["newsdedup.redis"] = client
     logging.getLogger("newsdedup").setLevel(config.log_level)
     register_error_handlers(app)
+    app.before_request(_begin)
     app.before_request(_guard)
+    app.after_request(_finish)
     app.register_blueprint(bp)
     register_pages(app, config)
     return app

@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from newsdedup.errors import NewsDedupError, RateLimited, StorageUnavailable, Unauthorized, ValidationError
+from newsdedup.metrics import counters
 
 log = logging.getLogger("newsdedup.service")
 
@@ -70,6 +71,7 @@ def _snake(name: str) -> str:
 
 
 def _storage_down(retry_after: int, message: str = "storage is unavailable, retry shortly") -> Response:
+    counters.redis_error()
     return error_response(503, StorageUnavailable.code, message, headers={"Retry-After": str(retry_after)})
 
 

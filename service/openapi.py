@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsdedup import __version__
+from newsdedup import __version__, events
 from newsdedup.config import Config
 
 JSON = "application/json"
@@ -53,7 +53,8 @@ def _schemas(config: Config) -> dict[str, Any]:
     article_id = {"type": "string", "minLength": 1, "maxLength": config.max_id_length}
     article_fields: dict[str, Any] = {
         "id": {**article_id, "nullable": True,
-               "description": "Your id (no control characters, slashes or surrounding spaces); omitted = derived "
+               "description": "Your id: printable characters, / ? # % : included, no control characters or "
+                              "surrounding spaces; omitted = derived "
                               "from the url, else from the content"},
         "title": _nullable({"type": "string", "maxLength": 4000}),
         "text": {"type": "string", "maxLength": config.max_text_chars, "description": "Plain text body"},
@@ -110,6 +111,22 @@ def _schemas(config: Config) -> dict[str, Any]:
             "updated": {"type": "boolean", "description": "true when an existing article got new content"},
         }, required=["id", "status", "href"]),
         "SubmitResponse": _obj({"articles": {"type": "array", "items": _ref("SubmitResult")}}),
+        "SubmitResults": _obj({"articles": {"type": "array", "items": _ref("Article")}}),  # as GET shows each
+        "Event": _obj({
+            "cursor": {"type": "string", "description": "Opaque; pass as after= to resume after this event"},
+            "type": {"type": "string", "enum": list(events.TYPES)},
+            "at": _nullable(timestamp), "id": {"type": "string", "description": "The article (article.*)"},
+            "cluster_id": _nullable({"type": "string", "description": "article.done: its cluster; "
+                                     "cluster.merged: the cluster the merged ones became"}),
+            "cluster_size": count, "duplicate_of": _nullable({"type": "string", "description": "The cluster's "
+                                                               "canonical article, when it is not this one"}),
+            "duplicates": {"type": "array", "items": _ref("Duplicate"),
+                           "description": "Duplicates verified when the article was processed (at most 50)"},
+            "merged": {"type": "array", "items": {"type": "string"}, "description": "Cluster ids merged away"},
+            "error": {"type": "string"}, "attempts": count, "request_id": {"type": "string"},
+        }, required=["cursor", "type", "at"]),
+        "EventPage": _obj({"events": {"type": "array", "items": _ref("Event")}, "next_cursor": {
+            "type": "string", "description": "Resume here (the same cursor when there was nothing new)"}}),
         "Duplicate": _obj({"id": {"type": "string"}, "similarity": score, "containment": score}),
         "RepeatedBlock": repeated_block,
         "Article": _obj({
@@ -263,8 +280,10 @@ def _operation(summary: str, responses: dict[str, Any], *, tag: str, op_id: str,
 def build_openapi(config: Config) -> dict[str, Any]:
     """The document for this configuration (limits, auth and rate limit as configured)."""
     path_id = {"name": "article_id", "in": "path", "required": True,
-               "description": "The article id (URL-encoded)", "schema": {"type": "string", "minLength": 1}}
-    path_other = {**path_id, "name": "other_id", "description": "The article to compare with (URL-encoded)"}
+               "description": "The article id, percent-encoded as one path segment (a literal / separates route "
+               "parts: encode / as %2F)", "schema": {"type": "string", "minLength": 1}}
+    path_other = {**path_id, "name": "other_id", "description": "The article to compare with, percent-encoded "
+                  "like article_id"}
     path_cid = {"name": "cluster_id", "in": "path", "required": True,
                 "description": "A cluster id, e.g. c42; merged-away ids resolve to the cluster they became",
                 "schema": {"type": "string", "minLength": 1}}
@@ -277,14 +296,36 @@ def build_openapi(config: Config) -> dict[str, Any]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
     location = {"Location": {"description": "URL of the article (single-article submissions only)",
                              "schema": {"type": "string"}}}
+    q_wait = {"name": "wait", "in": "query", "required": False, "description": "Seconds to wait (blocking on "
+              "Redis) for the results", "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 0}}
+    events_params = [
+        {"name": "after", "in": "query", "required": False, "description": "A cursor (next_cursor, or an "
+         "event's cursor); \"end\" = only what happens from now on; absent = the oldest event kept",
+         "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+        {"name": "limit", "in": "query", "required": False, "description": "Events per page", "schema": {
+            "type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}, q_wait]
     paths: dict[str, Any] = {
         "/v1/articles": {"post": _operation(
             "Submit articles", {"202": _ok("Accepted: queued for the workers (or unchanged)", "SubmitResponse",
                                            location),
+                                "200": _ok("With wait: every article was processed in time", "SubmitResults",
+                                           location),
                                 "422": _resp("Unprocessable")},
-            tag="articles", op_id="submitArticles", body="Submission",
+            tag="articles", op_id="submitArticles", body="Submission", parameters=[q_wait],
             description=f"One article object or {{\"articles\": [...]}} (1 to {config.max_batch}). Processing "
-                        "is asynchronous: poll the href until status is done or failed.", config=config, write=True)},
+                        "is asynchronous: with ?wait=S (at most 30) the answer is 200 with the results once "
+                        "every article is processed within S seconds, else 202 as without; or follow "
+                        "/v1/events.", config=config, write=True)},
+        "/v1/events": {"get": _operation(
+            "The events feed", {"200": _ok("Events after the cursor, oldest first", "EventPage"),
+                                "400": _resp("BadRequest")},
+            tag="operations", op_id="listEvents", parameters=events_params, config=config, write=False,
+            description=f"article.done/failed/deleted/expired and cluster.merged, from a stream capped at about "
+                        f"{config.events_maxlen} events (NEWSDEDUP_EVENTS_MAXLEN). With wait, an empty page is "
+                        "answered only after waiting that many seconds for an event.")},
+        "/metrics": {"get": _operation("Prometheus metrics", {"200": {"description": "Prometheus text format",
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}, tag="operations",
+                                       op_id="metrics", config=config, write=False)},
         "/v1/articles/{article_id}": {
             "get": _operation("Get an article and its duplicates",
                               {"200": _ok("The article", "Article"), "404": _resp("NotFound")},
@@ -340,9 +381,13 @@ def build_openapi(config: Config) -> dict[str, Any]:
         "info": {
             "title": "newsdedup",
             "version": __version__,
+            "x-limits": {"max_batch": config.max_batch, "max_body": config.max_body,
+                         "max_id_length": config.max_id_length, "max_wait": 30},
             "description": "Near-duplicate news detection. Every error is {\"error\": {\"code\", \"message\"}} "
                            "(+ field); unknown routes answer 404 not_found and wrong methods 405 "
-                           f"method_not_allowed in the same shape. {auth_note}",
+                           f"method_not_allowed in the same shape. {auth_note} Every answer carries "
+                           "X-Request-ID: the one the client sent (1-128 visible ASCII characters) or a new one; "
+                           "it follows the articles into the workers' logs.",
         },
         "tags": [{"name": "articles"}, {"name": "clusters"}, {"name": "operations"}],
         "paths": paths,

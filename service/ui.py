@@ -171,7 +171,7 @@ def _groups(lines: list[Line]) -> list[dict[str, Any]]:
     return out
 
 
-@ui.get("/ui/compare/<a>/<b>")
+@ui.get("/ui/compare/<aid:a>/<aid:b>")
 def compare(a: str, b: str) -> str:
     ex: Explanation = explain(current_app.extensions["newsdedup.redis"], _config(), a, b)
     rep = ex.report()

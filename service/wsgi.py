@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from newsdedup.config import Config
+from newsdedup.logs import setup as setup_logging
 from newsdedup.text.tokens import warm_up
 
 from .app import create_app
 
-app = create_app()
+config = Config.from_env()
+setup_logging(config)
+app = create_app(config)
 warm_up()  # build the character tables now, not during this process's first request

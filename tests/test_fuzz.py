@@ -9,11 +9,14 @@ derandomized so it is quick and reproducible in ``make test``.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 import redis
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -52,3 +55,17 @@ def test_fuzzed_document_is_the_served_one(app: Flask) -> None:
           suppress_health_check=list(HealthCheck))
 def test_every_operation_survives_fuzzing(case: schemathesis.Case, app: Flask) -> None:
     case.call_and_validate(app=app, checks=CHECKS)
+
+
+@given(article_id=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40)
+       .filter(lambda s: s == s.strip()))
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+def test_any_printable_id_round_trips_percent_encoded(app: Flask, article_id: str) -> None:
+    """Ids as users have them (/ ? # % : and any script): stored, reachable and returned exactly as given."""
+    client = app.test_client()
+    r = client.post("/v1/articles", json={"id": article_id, "text": "words enough to be an article"})
+    assert r.status_code == 202, r.data
+    assert r.headers["Location"] == "/v1/articles/" + quote(article_id, safe="")
+    got = client.get(r.headers["Location"])
+    assert got.status_code == 200 and got.get_json()["id"] == article_id
+    assert client.delete(r.headers["Location"]).get_json() == {"id": article_id, "deleted": True}

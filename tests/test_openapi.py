@@ -94,7 +94,8 @@ def validate_response(doc: dict[str, Any], method: str, template: str, resp: Any
     content = spec.get("content")
     assert content, f"{status} documents no body"
     assert resp.mimetype in content, f"{method.upper()} {template} {status}: {resp.mimetype} not documented"
-    OAS30Validator(content[resp.mimetype]["schema"]).validate(resp.get_json())
+    body = resp.get_json() if resp.is_json else resp.get_data(as_text=True)
+    OAS30Validator(content[resp.mimetype]["schema"]).validate(body)
 
 
 @pytest.fixture
@@ -204,6 +205,16 @@ def test_happy_paths_match_the_document(cfg: Config, redis_client: redis.Redis,
     call(200, "get", "/v1/articles/{article_id}/compare/{other_id}", "/v1/articles/o1/compare/o2")
     call(200, "get", "/v1/articles/{article_id}/compare/{other_id}", "/v1/articles/o2/compare/o3")
     call(200, "delete", "/v1/articles/{article_id}", "/v1/articles/o2")
+    done = call(200, "post", "/v1/articles", "/v1/articles?wait=1", body={
+        "id": "o1", "title": "Original", "text": text, "source": "s.example", "url": "https://s.example/1",
+        "published_at": "2024-05-01T12:00:00+02:00", "lang": "en"})  # already done: the results at once
+    assert done.get_json()["articles"][0]["cluster_id"]
+    call(202, "post", "/v1/articles", "/v1/articles?wait=1", body={"id": "o9", "text": story(26)})  # no worker
+    feed = call(200, "get", "/v1/events").get_json()
+    assert {e["type"] for e in feed["events"]} == {"article.done", "article.failed", "article.deleted"}
+    call(200, "get", "/v1/events", "/v1/events", query_string={"after": feed["events"][0]["cursor"], "limit": 1})
+    call(200, "get", "/v1/events", "/v1/events?after=end")
+    assert "newsdedup_articles_processed_total" in call(200, "get", "/metrics").get_data(as_text=True)
     ops = {(m, p) for m, p, s in seen if s < 300}
     doc = build_openapi(cfg)
     assert ops == {(m, p) for p, item in doc["paths"].items() for m in item if m in METHODS}

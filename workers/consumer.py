@@ -23,14 +23,16 @@ import redis
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
+from newsdedup.engine.jobs import Job
 from newsdedup.errors import IndexMismatch, NewsDedupError
 from newsdedup.retention.sweeper import Sweeper
 from newsdedup.storage.queue import ensure_group
+from newsdedup.storage.records import decoded
 from newsdedup.storage.txn import REDIS_DOWN, Txn
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[bytes, int, int]
+Entry = tuple[bytes, int, int, str]  # stream entry id, article number, version, request id
 
 
 def consumer_name() -> str:
@@ -55,7 +57,8 @@ def _parse(raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry]
     good, bad = [], []
     for eid, fields in raw:
         try:
-            good.append((eid, int(fields[b"n"]), int(fields[b"ver"])))
+            rid = fields.get(b"rid", b"").decode("utf-8", "replace")
+            good.append((eid, int(fields[b"n"]), int(fields[b"ver"]), rid))
         except (KeyError, ValueError, TypeError):
             bad.append(eid)
     return good, bad
@@ -140,11 +143,15 @@ class Worker:
         except (IndexError, KeyError, ValueError, TypeError):
             self._ack(eid)
             return
-        last = self.r.hget(keys.article(n), "error")
+        last, article_id = self.r.hmget(keys.article(n), "error", "id")
         reason = f"gave up after {attempts} attempts" + (f": {last.decode()}" if last else
                                                         " (the worker handling it stopped responding)")
-        log.warning("dead-lettering article %s: %s", n, reason)
-        if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts)):
+        rid = fields.get(b"rid", b"").decode("utf-8", "replace")
+        aid = article_id.decode() if article_id else ""
+        log.warning("dead-lettering article %s: %s", n, reason,
+                    extra={"article_id": aid, "article_n": n, "request_id": rid})
+        if not self.engine.scripts.run(self.engine.fail(Txn(), eid, n, ver, reason, attempts, article_id=aid,
+                                                        rid=rid)):
             self._ack(eid)  # the article moved on; this entry is stale
 
     def _handle(self, raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> int:
@@ -155,7 +162,7 @@ class Worker:
         if not entries:
             return len(bad)
         try:
-            self.engine.process(entries)
+            self._log_jobs(self.engine.process(entries))
         except REDIS_DOWN:
             raise
         except Exception as exc:
@@ -165,19 +172,31 @@ class Worker:
                 log.warning("batch of %d failed (%s); retrying one by one", len(entries), exc)
                 for e in entries:
                     try:
-                        self.engine.process([e])
+                        self._log_jobs(self.engine.process([e]))
                     except REDIS_DOWN:
                         raise
                     except Exception as one:
                         self._record_failure(e, one)
         return len(raw)
 
+    @staticmethod
+    def _log_jobs(jobs: Sequence[Job]) -> None:
+        """One line per article, carrying the request id that queued it (never its text)."""
+        for j in jobs:
+            aid = decoded(j.record.get(b"id")) or ""
+            extra = {"article_id": aid, "article_n": j.n, "request_id": j.rid}
+            if j.error is not None:
+                log.warning("article %r failed: %s", aid, j.error, extra=extra)
+            elif j.skip is None:
+                log.info("article %r processed", aid, extra=extra)
+
     def _record_failure(self, entry: Entry, exc: Exception) -> None:
         """Leave the entry pending (it is retried after the visibility timeout) and keep the reason."""
-        eid, n, ver = entry
+        eid, n, ver, rid = entry
         msg = exc.message if isinstance(exc, NewsDedupError) else f"{type(exc).__name__}: {exc}"
-        log.exception("article %s failed: %s", n, msg) if not isinstance(exc, NewsDedupError) else \
-            log.warning("article %s failed: %s", n, msg)
+        extra = {"article_n": n, "request_id": rid}
+        log.exception("article %s failed: %s", n, msg, extra=extra) if not isinstance(exc, NewsDedupError) else \
+            log.warning("article %s failed: %s", n, msg, extra=extra)
         pipe = self.r.pipeline(transaction=False)
         pipe.hincrby(keys.article(n), "attempts", 1)
         pipe.hset(keys.article(n), "error", msg[:2000])

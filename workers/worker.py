@@ -14,6 +14,7 @@ import threading
 import redis
 
 from newsdedup.config import Config
+from newsdedup.logs import setup as setup_logging
 from newsdedup.redis_client import connect
 from workers.consumer import Worker
 
@@ -25,7 +26,7 @@ def make_client(config: Config) -> redis.Redis:
 
 def main(config: Config | None = None) -> None:
     config = config or Config.from_env()
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from newsdedup import keys
+from newsdedup import keys, metrics
 from newsdedup.articles import ArticleIn
 from newsdedup.dedup.base import Service
 from newsdedup.errors import NotFound, StorageUnavailable
@@ -27,8 +27,11 @@ class Writes(Service):
     """Every write is one compare-and-set transaction, retried when a concurrent request won."""
 
     @guarded
-    def submit(self, items: Sequence[tuple[ArticleIn, list[str]]]) -> list[dict[str, Any]]:
-        """Store and enqueue articles; a re-post of the same content changes nothing."""
+    def submit(self, items: Sequence[tuple[ArticleIn, list[str]]], request_id: str = "") -> list[dict[str, Any]]:
+        """Store and enqueue articles; a re-post of the same content changes nothing.
+
+        ``request_id`` travels with each queue entry, so the worker's log lines carry it.
+        """
         self.engine.index.ensure_index()
         ensure_group(self.r)
         results: dict[str, dict[str, Any]] = {}
@@ -51,6 +54,7 @@ class Writes(Service):
             txn = Txn()
             now = now_ms()
             queued_delta = 0
+            outcome = {b"submitted:queued": 0, b"submitted:updated": 0, b"submitted:unchanged": 0}
             for i in todo:
                 art, n = by_id[i], nums[i]
                 chash = art.content_hash()
@@ -63,6 +67,7 @@ class Writes(Service):
                     if status is not None and old_chash is not None and old_chash.decode() == chash:
                         results[i] = {"id": i, "status": status.decode(), "href": href(i)}
                         txn.expect_field(keys.article(n), "chash", chash)
+                        outcome[b"submitted:unchanged"] += 1
                         continue
                     new_ver = int(ver or 0) + 1
                     txn.expect_field(keys.IDS, i, n).expect_field(keys.article(n), "ver", ver)
@@ -74,6 +79,7 @@ class Writes(Service):
                     if status == b"failed":
                         txn.hincrby(keys.META, "failed", -1)
                     results[i] = {"id": i, "status": "queued", "href": href(i), "updated": True}
+                    outcome[b"submitted:updated"] += 1
                 else:
                     new_ver = 1
                     txn.expect_field(keys.IDS, i, None)
@@ -83,7 +89,9 @@ class Writes(Service):
                     txn.zadd(keys.EXPIRY, retention_ms(self.cfg, now, art.published_at), str(n))
                     queued_delta += 1
                     results[i] = {"id": i, "status": "queued", "href": href(i)}
-                txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver})
+                    outcome[b"submitted:queued"] += 1
+                txn.xadd(keys.QUEUE, {"n": n, "ver": new_ver, **({"rid": request_id} if request_id else {})})
+            metrics.count(txn, outcome)
             if queued_delta:
                 txn.hincrby(keys.META, "queued", queued_delta)
             if self.engine.scripts.run(txn):

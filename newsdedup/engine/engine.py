@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from newsdedup import keys
+from newsdedup import events, keys, metrics
 from newsdedup.config import Config
 from newsdedup.engine.analysis import Analysis
 from newsdedup.engine.jobs import Job
@@ -43,7 +43,7 @@ from newsdedup.text.page import Page, analyse_many
 log = logging.getLogger(__name__)
 
 # what the worker reads of a queued article (with its payload)
-RECORD_FIELDS = ("ver", "status", "title", "source", "url", "iver", "sig", "cluster", "head")
+RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig", "cluster", "head")
 
 
 class Engine:
@@ -58,14 +58,14 @@ class Engine:
         self.verifier = Verifier(config, self.scripts)
         self.linker = Linker(client, config, self.scripts)
 
-    def process(self, entries: Sequence[tuple[bytes, int, int]]) -> list[Job]:
+    def process(self, entries: Sequence[tuple[bytes, int, int] | tuple[bytes, int, int, str]]) -> list[Job]:
         """Process stream entries (id, article number, version); acknowledges what it finishes.
 
         Raises on storage errors (the entries stay pending and are retried);
         per-article failures are returned in ``Job.error`` / raised as ProcessingError
         only when the whole batch cannot proceed.
         """
-        jobs = [Job(entry_id=e, n=n, ver=v) for e, n, v in entries]
+        jobs = [Job(entry_id=e[0], n=e[1], ver=e[2], rid=e[3] if len(e) > 3 else "") for e in entries]
         self._load(jobs)
         readable: list[tuple[Job, tuple[str, str | None, str | None]]] = []
         for j in jobs:
@@ -167,13 +167,15 @@ class Engine:
         acks = Txn()
         for j in jobs:
             if j.error is not None:
-                if not self.scripts.run(self.fail(Txn(), j.entry_id, j.n, j.ver, j.error, attempts=1)):
+                if not self.scripts.run(self.fail(Txn(), j.entry_id, j.n, j.ver, j.error, attempts=1,
+                                                  article_id=decoded(j.record.get(b"id")) or "", rid=j.rid)):
                     acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)  # the article moved on meanwhile
             else:
                 acks.xack(keys.QUEUE, keys.GROUP, j.entry_id)
         self.scripts.run(acks)
 
-    def fail(self, txn: Txn, entry_id: bytes, n: int, ver: int, reason: str, attempts: int) -> Txn:
+    def fail(self, txn: Txn, entry_id: bytes, n: int, ver: int, reason: str, attempts: int, article_id: str = "",
+             rid: str = "") -> Txn:
         """Dead-letter one entry: failed status with the reason, visible in stats, retryable."""
         txn.expect_field(keys.article(n), "ver", ver)
         txn.expect_field(keys.article(n), "status", "queued")
@@ -183,5 +185,7 @@ class Engine:
                                    "processed_at": now_ms()})
         txn.hincrby(keys.META, "failed", 1).hincrby(keys.META, "queued", -1)
         txn.xack(keys.QUEUE, keys.GROUP, entry_id)
-        return txn
+        metrics.count(txn, {b"processed:failed": 1, b"dead_lettered": 1})
+        return events.emit(txn, self.cfg.events_maxlen, events.FAILED, id=article_id, error=reason[:2000],
+                           attempts=attempts, **({"request_id": rid} if rid else {}))
 

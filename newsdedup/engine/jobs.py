@@ -51,3 +51,4 @@ class Job:
     packed_text: bytes | None = None  # the submitted text, compressed as kept text is
     skip: str | None = None  # why the entry needs no work (acknowledged only)
     error: str | None = None  # permanent failure (dead-lettered at once)
+    rid: str = ""  # the request id that queued it (X-Request-ID), for logs and events

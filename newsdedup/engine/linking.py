@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from newsdedup import keys
+from newsdedup import events, keys, metrics
 from newsdedup.clusters.policy import Placement, plan
 from newsdedup.config import Config
 from newsdedup.engine.jobs import Job
@@ -174,4 +174,13 @@ class Linker:
         txn.delete(*(keys.payload(j.n) for j in jobs))
         txn.xack(keys.QUEUE, keys.GROUP, *(j.entry_id for j in jobs))
         txn.hincrby(keys.META, "queued", -len(jobs))
+        with_dups, merges = events.link_events(txn, self.cfg.events_maxlen, jobs, pl.cluster_of, pl.members, members,
+                                               pl.merged_into, self._ids_of)
+        metrics.count(txn, {b"processed:done": len(jobs), b"duplicates": with_dups, b"merges": merges,
+                            **metrics.latency_fields((now - int(j.entry_id.split(b"-")[0])) / 1000 for j in jobs)})
         return txn
+
+    def _ids_of(self, ns: list[int]) -> dict[int, str]:
+        """External ids of article numbers (those that still exist): for the events."""
+        rows = self.scripts.hmget_many([keys.article(m) for m in ns], ("id",))
+        return {m: i.decode() for m, (i,) in zip(ns, rows) if i is not None}

@@ -1,4 +1,9 @@
-"""``newsdedup ingest``: stream a JSON-lines file of articles to a running service."""
+"""``newsdedup ingest``: stream a JSON-lines file of articles into a running service.
+
+Lines are validated here with the server's own rules (bad lines never leave the
+machine), batched within the server's limits and posted through
+:class:`newsdedup.client.Client`, which retries what the service says is temporary.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,26 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from newsdedup.client import HttpClient, error_text
+from newsdedup.articles import parse_article
+from newsdedup.client import Client, ClientError
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError, NewsDedupError
+
+
+def _pause(seconds: float) -> None:
+    """The client's sleep between retries (tests replace it)."""
+    time.sleep(seconds)
+
+
+@dataclass
+class IngestStats:
+    accepted: int = 0
+    rejected: int = 0
+    batches: int = 0
 
 
 @contextlib.contextmanager
@@ -31,56 +50,34 @@ def open_lines(path: str) -> Iterator[IO[str]]:
         yield f
 
 
-def _post_batch(client: HttpClient, items: list[tuple[int, dict[str, Any]]], max_body: int) -> None:
-    """POST one batch; split it when the service (or max_body) says it is too large."""
-    body = json.dumps({"articles": [obj for _, obj in items]}, ensure_ascii=False).encode("utf-8")
+def _say(message: str) -> None:
+    print(f"newsdedup ingest: {message}", file=sys.stderr)
+
+
+def post_batch(client: Client, items: list[tuple[int, dict[str, Any]]], stats: IngestStats) -> None:
+    """POST one batch (the client splits it on 413); a refused batch is reported by its line numbers."""
     where = f"lines {items[0][0]}-{items[-1][0]}" if len(items) > 1 else f"line {items[0][0]}"
-    stats = client.stats
-    if len(body) > max_body and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
+    try:
+        _, body = client.post_batch([obj for _, obj in items])
+    except ClientError as e:
+        if e.status in (0, 429, 500, 502, 503, 504):  # the service is away: stop, do not drop the rest
+            raise
+        stats.batches += 1
+        stats.rejected += len(items)
+        _say(f"{where}: {e.message}")
         return
-    status, data = client.request("POST", "/v1/articles", body)
     stats.batches += 1
-    if 200 <= status < 300:
-        try:
-            results = json.loads(data).get("articles")
-        except (ValueError, AttributeError):
-            results = None
-        if not isinstance(results, list):
-            stats.accepted += len(items)
-            return
-        for (lineno, _), res in zip(items, results, strict=False):
-            if isinstance(res, dict) and res.get("error"):
-                stats.rejected += 1
-                print(f"newsdedup ingest: line {lineno}: {json.dumps(res['error'], ensure_ascii=False)}",
-                      file=sys.stderr)
-            else:
-                stats.accepted += 1
-        return
-    if status == 413 and len(items) > 1:
-        half = len(items) // 2
-        _post_batch(client, items[:half], max_body)
-        _post_batch(client, items[half:], max_body)
-        return
-    stats.rejected += len(items)
-    print(f"newsdedup ingest: {where}: HTTP {status} {error_text(data)}", file=sys.stderr)
+    results = body.get("articles") if isinstance(body, dict) else None
+    stats.accepted += len(results) if isinstance(results, list) else len(items)
 
 
-def wait_for_queue(client: HttpClient, timeout: float | None = None, interval: float = 0.5) -> float:
+def wait_for_queue(client: Client, timeout: float | None = None, interval: float = 0.5) -> float:
     """Poll GET /v1/stats until nothing is pending or in flight; returns the seconds waited."""
     t0 = time.monotonic()
     last_report = 0.0
     while True:
-        status, data = client.request("GET", "/v1/stats")
-        if status != 200:
-            raise NewsDedupError(f"GET /v1/stats answered HTTP {status} {error_text(data)}")
-        stats = json.loads(data)
-        queue = stats.get("queue", stats) if isinstance(stats, dict) else {}
-        if not isinstance(queue, dict):
-            queue = {}
-        left = int(queue.get("pending") or 0) + int(queue.get("in_flight") or 0)
+        queue = client.stats()["queue"]
+        left = int(queue["pending"]) + int(queue["in_flight"])
         waited = time.monotonic() - t0
         if left == 0:
             return waited
@@ -88,21 +85,19 @@ def wait_for_queue(client: HttpClient, timeout: float | None = None, interval: f
             raise NewsDedupError(f"the queue still holds {left} articles after {timeout:.0f}s")
         if waited - last_report >= 5:
             last_report = waited
-            print(f"newsdedup ingest: waiting for the workers: {left} articles queued", file=sys.stderr)
-        client.pause(interval)
+            _say(f"waiting for the workers: {left} articles queued")
+        _pause(interval)
 
 
 def ingest(args: argparse.Namespace) -> int:
     """Stream a JSON-lines file to POST /v1/articles in batches; prints a JSON summary."""
     from tqdm import tqdm
 
-    from newsdedup.articles import parse_article
-
     config = Config.from_env()
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    client = HttpClient(args.url, api_key=args.api_key)
-    stats = client.stats
+    client = Client(args.url, api_key=args.api_key, timeout=120.0, sleep=lambda s: _pause(s))
+    stats = IngestStats()
     t0 = time.monotonic()
     summary: dict[str, Any] = {}
     rc = 0
@@ -110,13 +105,17 @@ def ingest(args: argparse.Namespace) -> int:
         with open_lines(args.file) as f, tqdm(desc="ingest", unit=" articles", file=sys.stderr,
                                               disable=None) as bar:
             batch: list[tuple[int, dict[str, Any]]] = []
+            size = 0
 
             def flush() -> None:
+                nonlocal size
                 if batch:
-                    _post_batch(client, batch, config.max_body)
+                    post_batch(client, batch, stats)
                     bar.update(len(batch))
                     batch.clear()
+                    size = 0
 
+            max_batch, max_body = client.limits()
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -126,15 +125,18 @@ def ingest(args: argparse.Namespace) -> int:
                 except ValueError as e:  # json.JSONDecodeError
                     stats.rejected += 1
                     bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: not JSON: {e}", file=sys.stderr)
+                    _say(f"line {lineno}: not JSON: {e}")
                     continue
                 except NewsDedupError as e:
                     stats.rejected += 1
                     bar.update(1)
-                    print(f"newsdedup ingest: line {lineno}: {e.message}", file=sys.stderr)
+                    _say(f"line {lineno}: {e.message}")
                     continue
+                if batch and size + len(line) + 1 > max_body - 1024:
+                    flush()
                 batch.append((lineno, obj))
-                if len(batch) >= args.batch_size:
+                size += len(line.encode("utf-8")) + 1
+                if len(batch) >= min(args.batch_size, max_batch):
                     flush()
             flush()
         if args.wait:
@@ -142,11 +144,11 @@ def ingest(args: argparse.Namespace) -> int:
     except ConfigError:
         raise
     except NewsDedupError as e:  # the service stayed unavailable, or --wait failed: still print the summary
-        print(f"newsdedup ingest: error: {e.message}", file=sys.stderr)
+        _say(f"error: {e.message}")
         rc = 1
     seconds = time.monotonic() - t0
     summary = {"accepted": stats.accepted, "rejected": stats.rejected, "batches": stats.batches,
-               "retries": stats.retries, "seconds": round(seconds, 3),
+               "retries": client.retries, "seconds": round(seconds, 3),
                "articles_per_second": round(stats.accepted / seconds, 1) if seconds > 0 else None, **summary}
     if rc:
         summary["aborted"] = True

@@ -72,9 +72,14 @@ def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, process
             "--worker-class", "gthread",
             "--timeout", "60",
             "--graceful-timeout", "20",
-            "--access-logfile", "-",
+            # JSON logs: gunicorn's own lines as JSON, and the app logs each request (with its request id)
+            *(["--logger-class", "service.gunicorn_log.JsonLogger"] if _json_logs() else ["--access-logfile", "-"]),
             *_gunicorn_extra_args(),
             WSGI_APP]
+
+
+def _json_logs() -> bool:
+    return os.environ.get("NEWSDEDUP_LOG_FORMAT", "").strip().lower() == "json"
 
 
 def _gunicorn_extra_args() -> list[str]:

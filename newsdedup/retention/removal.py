@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from newsdedup import keys
+from newsdedup import events, keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
@@ -118,6 +118,8 @@ class Removal:
                     txn.set_px(keys.tombstone(article_id), now, int(max(1.0, self.cfg.retention) * 1000))
                 else:  # a deleted id is plainly unknown, even if an earlier copy expired
                     txn.delete(keys.tombstone(article_id))
+                events.emit(txn, self.cfg.events_maxlen, events.EXPIRED if expired else events.DELETED,
+                            id=article_id, cluster_id=cid or None)
         # one instruction per family for the whole batch: each band bucket, boilerplate hash and
         # headline chunk is read and rewritten once, not once per article (bench/removal_cost.py)
         self.engine.index.unindex_many(txn, unindex)

@@ -170,10 +170,13 @@ class Txn:
             self._w("xack", self.k(key), group, *entry_ids[i:i + 1000])
         return self
 
-    def xadd(self, key: str, fields: dict[str, Arg]) -> Txn:
+    def xadd(self, key: str, fields: dict[str, Arg], maxlen: int | None = None) -> Txn:
+        """Append an entry; with ``maxlen`` the stream is trimmed to about that many (MAXLEN ~)."""
         flat: list[Arg] = []
         for f, v in fields.items():
             flat.extend((f, v))
+        if maxlen is not None:
+            return self._w("xaddcap", self.k(key), maxlen, *flat)
         return self._w("xadd", self.k(key), *flat)
 
     def unband(self, state_key: str, prefix: str, initial_level: int, band: int, value: bytes,

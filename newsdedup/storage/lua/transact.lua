@@ -77,6 +77,8 @@ for _, ins in ipairs(instrs) do
     redis.call("XDEL", key(a[1]), unpack(a, 3))
   elseif name == "xadd" then
     redis.call("XADD", key(a[1]), "*", unpack(a, 2))
+  elseif name == "xaddcap" then  -- maxlen, fields...: approximate trimming (whole stream nodes)
+    redis.call("XADD", key(a[1]), "MAXLEN", "~", a[2], "*", unpack(a, 3))
   elseif name == "unband" then  -- state key, bucket prefix, initial level, band, band value, n4
     local skey = key(a[1])
     local level, nxt = bt_state(skey, a[3])
