@@ -293,6 +293,7 @@ def test_the_sweep_batch_adapts_to_keep_calls_short() -> None:
     assert next_batch(20, 20, CALL_SECONDS) == 20
     assert next_batch(1, 1, 100 * CALL_SECONDS) == 1 and next_batch(MAX_BATCH, 50, 1e-6) == MAX_BATCH
     assert next_batch(20, 0, 0.0) == 20  # nothing removed: nothing learnt
+    assert next_batch(10, 10, 1e-6) == 15  # however quick, it grows by half at most
     b = 20
     for _ in range(10):  # at 1 ms per article it settles on the batch that takes CALL_SECONDS
         b = next_batch(b, b, b * 0.001)

@@ -80,11 +80,12 @@ def next_batch(batch: int, removed: int, seconds: float) -> int:
 
     A call's cost is about linear in its articles (their band entries, bench/removal_cost.py); the
     batch moves halfway towards the size that fits, so one call stretched by machine load does not
-    swing it, and stays within [1, MAX_BATCH].
+    swing it, and stays within [1, MAX_BATCH]. It grows by half at most per call: a quick call may
+    have been one of articles already gone (cheap), not a sign that many more would fit.
     """
     if removed <= 0 or seconds <= 0:
         return batch
-    fits = CALL_SECONDS * removed / seconds
+    fits = min(CALL_SECONDS * removed / seconds, 2 * batch)
     return max(1, min(MAX_BATCH, round((batch + fits) / 2)))
 
 
