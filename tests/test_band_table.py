@@ -15,6 +15,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
+from newsdedup.retention.removal import Removal
 from tests.procs import band_count, band_entries, band_table, check_index_invariants, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
 from workers.consumer import process_available
@@ -124,3 +125,24 @@ def test_a_foreign_index_layout_is_still_refused(redis_client: redis.Redis, conf
         Dedup(redis_client, config).check(parse_article({"text": zh_article(1, 600)})[0])
     assert redis_client.hget(keys.META, "index") == old.encode()
     assert redis_client.exists(f"{keys.LEGACY_LSH_PREFIX}0:1")
+
+
+def test_removing_many_in_one_batch_takes_out_exactly_their_entries(redis_client: redis.Redis,
+                                                                    config: Config) -> None:
+    """A removal batch groups its entries per bucket; copies share buckets, so groups of several occur."""
+    cfg = config.replace(lsh_bucket_bits=1, lsh_bucket_load=4)
+    d = Dedup(redis_client, cfg)
+    texts = fill(d, cfg)
+    numbers = {k.decode(): int(v) for k, v in redis_client.hgetall(keys.IDS).items()}
+    gone_ids = [f"o{i}" for i in range(0, N, 3)] + [f"c{i}" for i in range(0, N, 3) if i % 2]
+    removal = Removal(redis_client, cfg)
+    done = removal.remove([numbers[i] for i in gone_ids] + [numbers[gone_ids[0]]])  # one asked twice
+    assert sorted(done.ids) == sorted(gone_ids)
+    assert state(redis_client)["entries"] == (2 * N - len(gone_ids)) * band_count(cfg)
+    remaining = {int(n) for n in redis_client.hvals(keys.IDS)}
+    entries = band_entries(redis_client)
+    assert {m for _, m in entries} == remaining and len(entries) == len(set(entries))
+    check_index_invariants(redis_client)
+    for i in range(0, N, 3):
+        found = {x["id"] for x in d.check(parse_article({"text": texts[i]})[0])["duplicates"]}
+        assert f"o{i}" not in found and (f"c{i}" in found) == (i % 2 == 0)

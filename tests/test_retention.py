@@ -21,7 +21,7 @@ from newsdedup.config import Config, parse_duration
 from newsdedup.dedup import Dedup
 from newsdedup.errors import ConfigError, NotFound
 from newsdedup.retention.removal import Removal
-from newsdedup.retention.sweeper import Sweeper, retention_ms
+from newsdedup.retention.sweeper import CALL_SECONDS, MAX_BATCH, Sweeper, next_batch, retention_ms
 from newsdedup.storage.records import decoded
 from newsdedup.text.boilerplate import source_key
 from tests.procs import article_numbers, band_entries, check_index_invariants, check_removal_invariants, make_corpus
@@ -284,3 +284,17 @@ def test_tick_sweeps_when_due_and_returns_at_once_otherwise(redis_client: redis.
     submit(d, [{**a, "id": a["id"] + "-late", "published_at": OLD} for a in groups[2]])
     assert s.tick() == 0 and d.stats()["expired"] == len(groups[0])  # not due again for an interval
     assert Sweeper(redis_client, cfg).tick() == len(groups[2])  # another worker's turn comes
+
+
+def test_the_sweep_batch_adapts_to_keep_calls_short() -> None:
+    """A call that took longer than CALL_SECONDS shrinks the next batch, a quick one grows it, within bounds."""
+    assert next_batch(20, 20, 4 * CALL_SECONDS) < 20  # 4x too slow: towards 5
+    assert next_batch(20, 20, CALL_SECONDS / 4) > 20  # 4x too quick: towards 80
+    assert next_batch(20, 20, CALL_SECONDS) == 20
+    assert next_batch(1, 1, 100 * CALL_SECONDS) == 1 and next_batch(MAX_BATCH, 50, 1e-6) == MAX_BATCH
+    assert next_batch(20, 0, 0.0) == 20  # nothing removed: nothing learnt
+    assert next_batch(10, 10, 1e-6) == 15  # however quick, it grows by half at most
+    b = 20
+    for _ in range(10):  # at 1 ms per article it settles on the batch that takes CALL_SECONDS
+        b = next_batch(b, b, b * 0.001)
+    assert abs(b - CALL_SECONDS / 0.001) <= 1

@@ -58,3 +58,19 @@ def test_batch_reads_return_what_pipelines_would(redis_client: Any) -> None:
         r.hset(k, "a", k)
     got = scripts.hmget_many(many, ["a"])
     assert len(got) == 2500 and [g[0] for g in got[::500]] == [k.encode() for k in many[::500]]
+
+
+def test_batch_removals_of_records_and_counts(redis_client: Any) -> None:
+    """cut_many takes several records out in one pass (absent or repeated ones are harmless);
+    hdecr takes counts off, deleting fields that reach 0 and never going below."""
+    r = redis_client
+    scripts = Scripts(r)
+    r.set("t:heads", b"a\x1f1\x1eba\x1f2\x1ec\x1f3\x1ea\x1f14\x1e")
+    r.set("t:heads2", b"x\x1f9\x1e")
+    r.hset("t:bp", mapping={"x": 3, "y": 2, "z": 1})
+    cuts = [b"a\x1f1\x1e", b"c\x1f3\x1e", b"zz\x1f9\x1e", b"a\x1f1\x1e", b"a\x1f2\x1e"]
+    txn = Txn().cut_many("t:heads", cuts, "\x1e")
+    txn.cut_many("t:heads2", [b"x\x1f9\x1e"], "\x1e").hdecr("t:bp", {b"x": 1, b"y": 2, b"z": 5, b"w": 1})
+    assert scripts.run(txn)
+    assert r.get("t:heads") == b"ba\x1f2\x1ea\x1f14\x1e" and not r.exists("t:heads2")
+    assert r.hgetall("t:bp") == {b"x": b"2"}

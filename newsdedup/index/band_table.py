@@ -140,8 +140,15 @@ class BandTable:
 
     def unindex(self, txn: Txn, n: int, sig: npt.NDArray[np.uint32]) -> Txn:
         """Writes that take article ``n`` (indexed with ``sig``) out of the band table."""
-        values = self.banding.band_values(sig[None, :])[0].tobytes()
-        return txn.unband_all(keys.BANDS, keys.BAND_PREFIX, self.cfg.lsh_bucket_bits, n4(n), values)
+        return self.unindex_many(txn, [(n, sig)])
+
+    def unindex_many(self, txn: Txn, items: Sequence[tuple[int, npt.NDArray[np.uint32]]]) -> Txn:
+        """Writes that take several articles (number, signature indexed) out of the band table at once."""
+        if not items:
+            return txn
+        bands = self.banding.band_values(np.stack([sig for _, sig in items]))
+        return txn.unband_many(keys.BANDS, keys.BAND_PREFIX, self.cfg.lsh_bucket_bits,
+                               [(n4(n), bands[k].tobytes()) for k, (n, _) in enumerate(items)])
 
     def lookup(self, sig: npt.NDArray[np.uint32]) -> list[int]:
         """Indexed articles sharing a band value with ``sig`` (read only; POST /v1/check)."""

@@ -3,7 +3,8 @@
 Every stored article has an entry in the time index ``nd:expiry`` (a sorted set scored by its
 retention time, written in the submission transaction), so expired articles are found by a range
 read, never by scanning keys. The sweeper removes them in small atomic batches through the one
-removal path (:mod:`newsdedup.retention.removal`), so no Redis call blocks for long at any index size and a
+removal path (:mod:`newsdedup.retention.removal`), sized so that each call takes about
+``CALL_SECONDS`` (:func:`next_batch`), so no Redis call blocks for long at any index size and a
 sweeper killed between two batches leaves nothing half removed: the next sweep goes on from the
 index.
 
@@ -35,7 +36,9 @@ from newsdedup.storage.scripts import source
 
 log = logging.getLogger(__name__)
 
-BATCH = 20  # articles per atomic removal (37 band entries each): see bench/retention.py for its longest call
+BATCH = 20  # articles in the first atomic removal of a sweeper; later ones adapt (see Sweeper.batch)
+MAX_BATCH = 200
+CALL_SECONDS = 0.005  # what the sweeper aims one removal call at (the issue: "a few milliseconds")
 SLICE_SECONDS = 2.0  # longest a worker sweeps before it goes back to the queue (other workers go on)
 
 
@@ -72,6 +75,20 @@ def cutoff_ms(config: Config, now: int | None = None) -> int:
     return (now_ms() if now is None else now) - int(config.retention * 1000)
 
 
+def next_batch(batch: int, removed: int, seconds: float) -> int:
+    """The next removal batch: sized so that a call takes about CALL_SECONDS at the rate just seen.
+
+    A call's cost is about linear in its articles (their band entries, bench/removal_cost.py); the
+    batch moves halfway towards the size that fits, so one call stretched by machine load does not
+    swing it, and stays within [1, MAX_BATCH]. It grows by half at most per call: a quick call may
+    have been one of articles already gone (cheap), not a sign that many more would fit.
+    """
+    if removed <= 0 or seconds <= 0:
+        return batch
+    fits = min(CALL_SECONDS * removed / seconds, 2 * batch)
+    return max(1, min(MAX_BATCH, round((batch + fits) / 2)))
+
+
 @dataclass
 class SweepResult:
     removed: int = 0
@@ -91,6 +108,7 @@ class Sweeper:
         self._release: Script = client.register_script(source("lease_release"))
         self._due = 0.0
         self._holding = False
+        self.batch = BATCH  # articles per removal call, adapted so that a call takes about CALL_SECONDS
 
     @property
     def lease_ms(self) -> int:
@@ -162,11 +180,14 @@ class Sweeper:
         found = self.r.zrangebyscore(keys.EXPIRY, "-inf", cutoff_ms(self.cfg), start=0, num=limit)
         return [int(n) for n in found]
 
-    def sweep_batch(self, limit: int = BATCH) -> int:
-        """Remove up to ``limit`` expired articles in one atomic call; how many were found (0: none left)."""
-        found = self.expired(limit)
+    def sweep_batch(self, limit: int | None = None) -> int:
+        """Remove up to ``limit`` (default: :attr:`batch`) expired articles in one atomic call; how many
+        were found (0: none left)."""
+        found = self.expired(self.batch if limit is None else limit)
         if found:
-            self.removal.remove(found, expired=True)
+            done = self.removal.remove(found, expired=True)
+            if limit is None:
+                self.batch = next_batch(self.batch, len(found), done.seconds)
         return len(found)
 
     def sweep(self, deadline: float | None = None) -> SweepResult:

@@ -134,6 +134,16 @@ class Txn:
         """Remove one exact ``record`` (ending in ``separator``) from a string of such records."""
         return self._w("cut", self.k(key), record, separator)
 
+    def cut_many(self, key: str, records: list[bytes], separator: str) -> Txn:
+        """Remove exact ``records`` (distinct, each ending in ``separator``) from a string of such records.
+
+        One read and one write of the string for all of them: a removal batch rewrites a
+        headline chunk (~100 KB, also appended to the AOF) once, not once per article.
+        """
+        for i in range(0, len(records), 1000):
+            self._w("cutm", self.k(key), separator, *records[i:i + 1000])
+        return self
+
     def incr_expiring(self, key: str, delta: int, ttl_ms: int) -> Txn:
         """INCRBY then PEXPIRE: a time-bucketed counter that goes away by itself."""
         return self._w("incrx", self.k(key), delta, ttl_ms)
@@ -176,12 +186,28 @@ class Txn:
 
     def unband_all(self, state_key: str, prefix: str, initial_level: int, member4: bytes, values: bytes) -> Txn:
         """Remove a member's entry in every band (``values``: its band values, 4 bytes per band)."""
-        return self._w("unbandm", self.k(state_key), prefix, initial_level, member4, values)
+        return self.unband_many(state_key, prefix, initial_level, [(member4, values)])
 
-    def hdecr(self, key: str, fields: list[bytes]) -> Txn:
-        """Take one off each field that is there; a field that reaches 0 is deleted (never negative)."""
-        for i in range(0, len(fields), 1000):
-            self._w("hdecr", self.k(key), *fields[i:i + 1000])
+    def unband_many(self, state_key: str, prefix: str, initial_level: int,
+                    members: list[tuple[bytes, bytes]]) -> Txn:
+        """Remove several members' entries in every band (member4, band values): the state is read
+        once, each bucket read and written once however many of the entries it holds."""
+        for i in range(0, len(members), 200):
+            flat: list[Arg] = [v for pair in members[i:i + 200] for v in pair]
+            self._w("unbandm", self.k(state_key), prefix, initial_level, *flat)
+        return self
+
+    def hdecr(self, key: str, counts: dict[bytes, int]) -> Txn:
+        """Take ``count`` off each field that is there; a field that reaches 0 is deleted (never negative).
+
+        One HMGET for all fields, then one command per field (sum a batch's counts first).
+        """
+        flat: list[Arg] = []
+        for f, c in counts.items():
+            if c > 0:
+                flat.extend((f, c))
+        for i in range(0, len(flat), 1000):
+            self._w("hdecr", self.k(key), *flat[i:i + 1000])
         return self
 
     def set_px(self, key: str, value: Arg, ttl_ms: int) -> Txn:

@@ -90,30 +90,106 @@ for _, ins in ipairs(instrs) do
       if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
       redis.call("HINCRBY", skey, "entries", -1)
     end
-  elseif name == "unbandm" then  -- state key, bucket prefix, initial level, n4, band values (4 bytes each)
-    -- every band entry of one article: the state is read once and counted down once
+  elseif name == "unbandm" then  -- state key, bucket prefix, initial level, then n4, band values (4 bytes each)...
+    -- every band entry of several articles: the state is read once and counted down once, and
+    -- each bucket is read and rewritten once for all the entries it loses (most lose one: no table)
     local skey = key(a[1])
     local level, nxt = bt_state(skey, a[3])
-    local vs, fs, nb = bt_values(a[5])
+    local m = 2 ^ level
+    local heads = {}  -- "<prefix><band>:" per band, built once
+    local want, order = {}, {}
+    for j = 4, #a, 2 do
+      local n4 = a[j]
+      local vs, fs, nb = bt_values(a[j + 1])
+      for b = 1, nb do
+        local h = heads[b]
+        if not h then h = a[2] .. (b - 1) .. ":"; heads[b] = h end
+        local addr = vs[b] % m
+        if addr < nxt then addr = vs[b] % (2 * m) end
+        local bkey = h .. addr
+        local e = fs[b] .. n4
+        local w = want[bkey]
+        if w == nil then
+          want[bkey] = e
+          order[#order + 1] = bkey
+        elseif type(w) == "string" then
+          want[bkey] = {w, e}
+        else
+          w[#w + 1] = e
+        end
+      end
+    end
     local gone = 0
-    for b = 1, nb do
-      local bkey = bt_key(a[2], b - 1, bt_addr(vs[b], level, nxt))
+    for _, bkey in ipairs(order) do
       local s = redis.call("GET", bkey)
-      local at = s and bt_aligned(s, fs[b] .. a[4], 1)
-      if at then
-        s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
-        if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
-        gone = gone + 1
+      if s then
+        local w = want[bkey]
+        local rest
+        if type(w) == "string" then
+          local at = bt_aligned(s, w, 1)
+          if at then
+            rest = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
+            gone = gone + 1
+          end
+        else
+          local cuts = {}
+          for _, e in ipairs(w) do
+            local at = bt_aligned(s, e, 1)
+            if at then cuts[#cuts + 1] = at end
+          end
+          if #cuts > 0 then
+            table.sort(cuts)
+            local parts, from, last = {}, 1, -8
+            for _, at in ipairs(cuts) do
+              if at ~= last then  -- the same entry asked for twice is removed once
+                parts[#parts + 1] = string.sub(s, from, at - 1)
+                from, last = at + 8, at
+                gone = gone + 1
+              end
+            end
+            parts[#parts + 1] = string.sub(s, from)
+            rest = table.concat(parts)
+          end
+        end
+        if rest then
+          if #rest == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, rest) end
+        end
       end
     end
     if gone > 0 then redis.call("HINCRBY", skey, "entries", -gone) end
-  elseif name == "hdecr" then  -- key, fields...: take one off each field there, deleting those that reach 0
+  elseif name == "cutm" then  -- separator, records...: remove exact records from a string of records, in one pass
+    local k, sep = key(a[1]), a[2]
+    local s = redis.call("GET", k)
+    if s then
+      local p = sep .. s  -- a record starts the string or follows a separator
+      local cuts = {}
+      for j = 3, #a do
+        local at = string.find(p, sep .. a[j], 1, true)
+        if at then cuts[#cuts + 1] = {at, #a[j]} end
+      end
+      if #cuts > 0 then
+        table.sort(cuts, function(x, y) return x[1] < y[1] end)
+        local parts, from = {}, 1
+        for _, c in ipairs(cuts) do
+          if c[1] >= from then  -- (the same record asked for twice is removed once)
+            parts[#parts + 1] = string.sub(s, from, c[1] - 1)
+            from = c[1] + c[2]
+          end
+        end
+        parts[#parts + 1] = string.sub(s, from)
+        local rest = table.concat(parts)
+        if #rest == 0 then redis.call("DEL", k) else redis.call("SET", k, rest) end
+      end
+    end
+  elseif name == "hdecr" then  -- key, field, count pairs: take count off each field there, deleting those that reach 0
     local k = key(a[1])
-    local vals = redis.call("HMGET", k, unpack(a, 2))
+    local fields = {}
+    for j = 2, #a, 2 do fields[#fields + 1] = a[j] end
+    local vals = redis.call("HMGET", k, unpack(fields))
     local gone = {}
     for j = 1, #vals do
-      local v = tonumber(vals[j] or "0")
-      if v > 1 then redis.call("HINCRBY", k, a[j + 1], -1) elseif v > 0 then gone[#gone + 1] = a[j + 1] end
+      local v, c = tonumber(vals[j] or "0"), tonumber(a[2 * j + 1])
+      if v > c then redis.call("HINCRBY", k, fields[j], -c) elseif v > 0 then gone[#gone + 1] = fields[j] end
     end
     if #gone > 0 then redis.call("HDEL", k, unpack(gone)) end
   elseif name == "setpx" then  -- key, value, milliseconds to live
