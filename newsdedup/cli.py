@@ -68,7 +68,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(config: Config) -> None:
-    from newsdedup.logs import setup
+    from newsdedup.observe.logs import setup
 
     setup(config)
 

@@ -63,7 +63,7 @@ nd:sweep                       string  the sweeper lease: a random token of the 
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
 nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
                                        (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
-nd:metrics                     hash    counters behind /metrics (see newsdedup.metrics)
+nd:metrics                     hash    counters behind /metrics (see newsdedup.observe.metrics)
 nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
                                        expires after 2 hours (the overview's "last minute / hour")
 nd:heads:{chunk}               string  headline search, one string per 1024 article numbers

@@ -13,13 +13,13 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from newsdedup import events
 from newsdedup.articles import parse_article, parse_submission
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NotFound, ValidationError
 from newsdedup.explain import explain
-from newsdedup.metrics import counters
+from newsdedup.observe import events
+from newsdedup.observe.metrics import counters
 from newsdedup.storage.txn import storage_errors
 
 from .jsonbody import request_json

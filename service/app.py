@@ -18,9 +18,9 @@ from werkzeug.wrappers import Response
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import PayloadTooLarge
-from newsdedup.logs import new_request_id, request_id
-from newsdedup.metrics import counters
-from newsdedup.redis_client import connect
+from newsdedup.observe.logs import new_request_id, request_id
+from newsdedup.observe.metrics import counters
+from newsdedup.storage.redis_client import connect
 
 from .api import bp
 from .auth import authenticate
@@ -31,7 +31,7 @@ from .ui import page_guard, register_pages
 
 
 def make_redis(config: Config) -> redis.Redis:
-    """The API's client: :func:`newsdedup.redis_client.connect` (bounded timeouts; a cluster is refused)."""
+    """The API's client: :func:`newsdedup.storage.redis_client.connect` (bounded timeouts; a cluster is refused)."""
     return connect(config)
 
 

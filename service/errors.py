@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from newsdedup.errors import NewsDedupError, RateLimited, StorageUnavailable, Unauthorized, ValidationError
-from newsdedup.metrics import counters
+from newsdedup.observe.metrics import counters
 
 log = logging.getLogger("newsdedup.service")
 

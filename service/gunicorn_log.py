@@ -10,7 +10,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from newsdedup.logs import JsonFormatter, RequestIdFilter
+from newsdedup.observe.logs import JsonFormatter, RequestIdFilter
 
 
 class JsonLogger(Logger):  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """GET /metrics: the Prometheus text format, from the counters every process keeps in Redis.
 
-See :mod:`newsdedup.metrics` for why the counters live in Redis (any API
+See :mod:`newsdedup.observe.metrics` for why the counters live in Redis (any API
 process answers a scrape with the whole service's figures, workers may run on
 other machines). Queue figures are read at scrape time. A collector built per
 scrape on a private registry, so nothing is kept in this process.
@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from newsdedup import keys
 from newsdedup.dedup import Dedup
-from newsdedup.metrics import HTTP_BUCKETS, LATENCY_BUCKETS
+from newsdedup.observe.metrics import HTTP_BUCKETS, LATENCY_BUCKETS
 from newsdedup.storage.txn import storage_errors
 
 

@@ -1,16 +1,16 @@
 """The OpenAPI 3.0.3 document, built from the running Config so limits and auth are the real ones.
 
-Served at ``/openapi.json``; tests validate it with openapi-spec-validator,
-check real responses against it and fuzz the app with schemathesis, so it has
-to describe exactly what the handlers do.
+Served at ``/openapi.json``; tests validate it, check real responses against it and fuzz
+the app with schemathesis, so it has to describe exactly what the handlers do.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from newsdedup import __version__, events
+from newsdedup import __version__
 from newsdedup.config import Config
+from newsdedup.observe import events
 from service.openapi_content import CHECK_REQUIRED, article_content, check_content, content_none
 
 JSON = "application/json"

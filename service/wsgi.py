@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from newsdedup.config import Config
-from newsdedup.logs import setup as setup_logging
+from newsdedup.observe.logs import setup as setup_logging
 from newsdedup.text.tokens import warm_up
 
 from .app import create_app

@@ -14,7 +14,7 @@ from newsdedup.dedup import Dedup
 from newsdedup.errors import ClusterNotSupported, ConfigError
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, free_port
-from newsdedup.redis_client import connect, is_cluster
+from newsdedup.storage.redis_client import connect, is_cluster
 from service.app import create_app, make_redis
 from tests.procs import PYTHON, base_env
 from workers.worker import make_client

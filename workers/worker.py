@@ -14,8 +14,8 @@ import threading
 import redis
 
 from newsdedup.config import Config
-from newsdedup.logs import setup as setup_logging
-from newsdedup.redis_client import connect
+from newsdedup.observe.logs import setup as setup_logging
+from newsdedup.storage.redis_client import connect
 from workers.consumer import Worker
 
 

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from newsdedup import keys, metrics
+from newsdedup import keys
 from newsdedup.articles import ArticleIn
 from newsdedup.dedup.base import Service
 from newsdedup.errors import NotFound, StorageUnavailable
+from newsdedup.observe import metrics
 from newsdedup.retention.removal import Removal
 from newsdedup.retention.sweeper import retention_ms
 from newsdedup.storage.queue import ensure_group

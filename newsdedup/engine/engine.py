@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from newsdedup import events, keys, metrics
+from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.analysis import Analysis
 from newsdedup.engine.jobs import Job
@@ -34,6 +34,7 @@ from newsdedup.engine.verify import Verifier
 from newsdedup.errors import ProcessingError
 from newsdedup.explain import page_record
 from newsdedup.index.band_table import BandTable, IndexRow
+from newsdedup.observe import events, metrics
 from newsdedup.storage.records import decoded, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn

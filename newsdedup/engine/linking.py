@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from newsdedup import events, keys, metrics
+from newsdedup import keys
 from newsdedup.clusters.policy import Placement, plan
 from newsdedup.config import Config
 from newsdedup.engine.jobs import Job
 from newsdedup.errors import ProcessingError
 from newsdedup.explain import headline_member
+from newsdedup.observe import events, metrics
 from newsdedup.storage.records import decoded, now_ms
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn

@@ -21,8 +21,8 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
-from newsdedup.redis_client import require_single_node
 from newsdedup.storage.records import decoded, distinct_members, n4
+from newsdedup.storage.redis_client import require_single_node
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
 

@@ -25,8 +25,8 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.index.minhash import jaccard
-from newsdedup.redis_client import connect
 from newsdedup.storage.records import decoded, unpack_sig
+from newsdedup.storage.redis_client import connect
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import storage_errors
 

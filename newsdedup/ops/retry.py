@@ -9,7 +9,7 @@ import sys
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.errors import NewsDedupError
-from newsdedup.redis_client import connect
+from newsdedup.storage.redis_client import connect
 
 
 def retry_command(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from newsdedup.config import Config
 from newsdedup.errors import ClusterNotSupported, ConfigError, NewsDedupError
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, set_parent_death_signal
-from newsdedup.redis_client import CLUSTER_SCHEMA
+from newsdedup.storage.redis_client import CLUSTER_SCHEMA
 
 log = logging.getLogger("newsdedup.up")
 

@@ -16,8 +16,8 @@ import time
 
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
-from newsdedup.redis_client import connect
 from newsdedup.retention.sweeper import Sweeper, cutoff_ms
+from newsdedup.storage.redis_client import connect
 from newsdedup.storage.txn import storage_errors
 
 LEASE_WAIT_SECONDS = 30.0

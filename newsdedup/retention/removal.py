@@ -23,10 +23,11 @@ from typing import Any
 
 import redis
 
-from newsdedup import events, keys
+from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
+from newsdedup.observe import events
 from newsdedup.storage.records import decoded, now_ms, unpack_sig
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key

@@ -19,8 +19,8 @@ from typing import Any, Literal, overload
 import redis
 from redis.cluster import RedisCluster
 
-from .config import Config
-from .errors import ClusterNotSupported, ConfigError, StorageUnavailable
+from newsdedup.config import Config
+from newsdedup.errors import ClusterNotSupported, ConfigError, StorageUnavailable
 
 __all__ = ["ClusterNotSupported", "NO_REDIS_URL", "connect", "is_cluster", "require_single_node"]
 

@@ -1,0 +1,1 @@
+"""What operators and pipelines watch: the events feed, metrics kept in Redis, and structured logs."""
