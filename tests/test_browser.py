@@ -130,11 +130,14 @@ def test_pages_in_chromium(tmp_path: Path, procs: Procs, redis_server: RedisServ
     assert b.find_element(By.ID, "done-hour").text == str(len(articles) + len(site))
     shot(b, tmp_path / "01-overview.png")
     b.find_element(By.LINK_TEXT, SEED_TITLE).click()
+    # a click that navigates may return before the next page is there: wait for what it shows
+    wait_until(lambda: b.find_elements(By.CSS_SELECTOR, "table.members td.id"), 30, message="the cluster page")
     assert "/ui/clusters/" in b.current_url
     members = [e.text for e in b.find_elements(By.CSS_SELECTOR, "table.members td.id")]
     assert set(members) == {"seed", "seed-repost"}
     shot(b, tmp_path / "02-cluster.png")
     b.find_element(By.LINK_TEXT, "compare with canonical").click()
+    wait_until(lambda: b.find_elements(By.ID, "fig-b-in-a"), 30, message="the comparison page")
     assert re.search(r"/ui/compare/seed/seed-repost$", b.current_url), b.current_url
 
     # the comparison: the whole clean repost is highlighted, and so is its text on the seed page
@@ -164,6 +167,7 @@ def test_pages_in_chromium(tmp_path: Path, procs: Procs, redis_server: RedisServ
     b.get(base + "/ui/check")
     b.find_element(By.NAME, "content").send_keys(body[:600])
     b.find_element(By.CSS_SELECTOR, "form.check button").click()
+    wait_until(lambda: b.find_elements(By.CSS_SELECTOR, "#check-results, #check-none"), 30, message="the check result")
     found = [e.text for e in b.find_elements(By.CSS_SELECTOR, "#check-results td.id")]
     assert "seed-repost" in found
     shot(b, tmp_path / "05-check.png")
