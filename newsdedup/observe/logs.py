@@ -25,13 +25,14 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("newsdedup_requ
 # attributes every LogRecord has: anything else was passed as extra= and becomes a JSON field
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
+_QUERY_PASSWORD = re.compile(r"(\bpassword=)[^&\s]+")
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def redact(text: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """``redis://user:secret@host`` -> ``redis://user:***@host``; ``?password=secret`` -> ``?password=***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def new_request_id(given: str | None) -> str:

@@ -22,10 +22,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from newsdedup.config import Config
 from newsdedup.errors import ClusterNotSupported, ConfigError, NewsDedupError
+from newsdedup.observe.logs import redact
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, set_parent_death_signal
 from newsdedup.storage.redis_client import CLUSTER_SCHEMA
@@ -110,15 +110,6 @@ def _client_host(host: str) -> str:
     if host in ("::", "[::]"):
         return "[::1]"
     return _bind_host(host)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url.replace("password=", "password=***") if "password=" in url else url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -302,7 +293,7 @@ def up(config: Config, host: str, port: int, workers: int, data_dir: Path, clust
                 redis_desc = f"Redis {redis_url} (embedded, data in {data_dir / 'redis'})"
             else:
                 redis_url = config.redis_url
-                redis_desc = f"Redis {redact_url(redis_url)} (REDIS_URL)"
+                redis_desc = f"Redis {redact(redis_url)} (REDIS_URL)"
             env = dict(os.environ, REDIS_URL=redis_url, **cluster_env)
             api_url = f"http://{_client_host(host)}:{port}"
             plural = "s" if workers != 1 else ""
