@@ -217,7 +217,9 @@ class Reads(Service):
             return result
         cands = self.engine.index.lookup(f.sig)
         data = self.engine.verifier.candidate_data(cands)
-        edges, _ = self.engine.verifier.title_gate(self.r, f, page.title, self.engine.verifier.verify(f, cands, data))
+        verifier = self.engine.verifier
+        found = verifier.verify(f, cands, data)
+        edges, _ = verifier.title_gate(f, page.title, found, verifier.edge_heads(found))
         if not edges:
             return result
         pipe = self.r.pipeline(transaction=False)

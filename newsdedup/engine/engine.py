@@ -99,8 +99,11 @@ class Engine:
         for j in analysed:
             assert j.features is not None
             j.edges = self.verifier.verify(j.features, j.candidates, data)
-            j.edges, j.teaches = self.verifier.title_gate(self.r, j.features, decoded(j.record.get(b"title")) or "",
-                                                          j.edges)
+        heads = self.verifier.edge_heads(e for j in analysed for e in j.edges)
+        for j in analysed:
+            assert j.features is not None
+            j.edges, j.teaches = self.verifier.title_gate(j.features, decoded(j.record.get(b"title")) or "",
+                                                          j.edges, heads)
         self.linker.link(analysed)
         self.analysis.prune({j.source for j in analysed})
         self._finish_skipped([j for j in jobs if j.skip is not None or j.error is not None])

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -51,23 +50,30 @@ class Verifier:
                 out[m] = (sig, int(size_b))
         return out
 
-    def title_gate(self, client: Any, f: Features, title: str, edges: list[Edge]) -> tuple[list[Edge], bool]:
+    def edge_heads(self, edges: Iterable[Edge]) -> dict[int, tuple[str, bool]]:
+        """(title, thin body) of the articles these edges point at: one batched read for a whole batch."""
+        ns = sorted({e.n for e in edges})
+        rows = self.scripts.hmget_many([keys.article(m) for m in ns], ("title", "thin"))
+        return {m: (decoded(t) or "", thin == b"1") for m, (t, thin) in zip(ns, rows)}
+
+    @staticmethod
+    def title_gate(f: Features, title: str, edges: list[Edge], heads: dict[int, tuple[str, bool]]
+                   ) -> tuple[list[Edge], bool]:
         """Edges that stand once thin bodies are judged by title, and whether ``f`` may teach as a copy.
 
-        An edge where either body is thin stands only if the titles do not clearly differ. A copy
-        whose title clearly differs from every article it matched is another story dressed in the
-        same template: it may teach its source's boilerplate (see ``linking.py``).
+        ``heads`` has (title, thin) of every edge's article (:meth:`edge_heads`). An edge where either
+        body is thin stands only if the titles do not clearly differ. A copy whose title clearly
+        differs from every article it matched is another story dressed in the same template: it may
+        teach its source's boilerplate (see ``linking.py``).
         """
         if not edges:
             return edges, False
-        pipe = client.pipeline(transaction=False)
-        for e in edges:
-            pipe.hmget(keys.article(e.n), "title", "thin")
         kept, differ = [], 0
-        for e, (t, thin) in zip(edges, pipe.execute()):
-            apart = titles_differ(title, decoded(t) or "")
+        for e in edges:
+            other_title, other_thin = heads.get(e.n, ("", False))
+            apart = titles_differ(title, other_title)
             differ += apart
-            if apart and (f.thin or thin == b"1"):
+            if apart and (f.thin or other_thin):
                 continue
             kept.append(e)
         return kept, bool(kept) and differ == len(edges)
