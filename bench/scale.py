@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from benchlib import install_exit_signals
+from benchlib import Article, Synthetic, install_exit_signals
 from retention import Stream
 
 from newsdedup.articles import parse_article
@@ -64,7 +64,7 @@ class Server(RedisServer):
     """A RedisServer running a chosen binary (``find_redis_server()`` otherwise)."""
 
     def __init__(self, binary: str, **kw: Any) -> None:
-        super().__init__(**kw)
+        super().__init__(huge_pages=False, **kw)  # chosen per run here (--variant ...,ENV=VALUE)
         self.binary = binary
 
     def command(self) -> list[str]:
@@ -212,6 +212,18 @@ def pct(xs: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(q * len(s)))] if s else None
 
 
+class Fresh:
+    """``benchlib.Synthetic`` articles 3000 + i: sentences of their own (none from ``Stream``'s pool, which is
+    drafts 0..2999), ~20 % near-copies of each other. Fed into an index built from ``Stream``, they meet it only
+    by chance, so the engine's work per article is that of a small index: what changes is the dataset's size."""
+
+    def __init__(self) -> None:
+        self.gen = Synthetic(prefix="fresh")
+
+    def article(self, i: int) -> Article:
+        return self.gen.article(3000 + i)
+
+
 class Run:
     """One run: the server, the feeder (this process), workers, probes and the INFO samples."""
 
@@ -237,7 +249,7 @@ class Run:
         while not q.empty():
             into.extend(q.get())
 
-    def go(self, server: RedisServer, start: int) -> None:
+    def go(self, server: RedisServer, start: int, final: bool = True) -> None:
         a, ctx = self.args, mp.get_context("fork")
         r = server.client(socket_timeout=120)
         r.config_set("latency-monitor-threshold", 5)
@@ -250,8 +262,8 @@ class Run:
                                       daemon=True))
         for p in workers + probes:
             p.start()
-        d, stream = Dedup(r, Config()), Stream()
-        total = start + a.articles if a.load_rdb is None else start + a.extra
+        d, stream = Dedup(r, Config()), (Fresh() if a.feed == "synthetic" else Stream())
+        total = start + (a.extra if a.load_rdb or a.variant else a.articles)
         marks = sorted({m for m in range(start + a.every, total + 1, a.every)} | {total})
         self.samples.append(snapshot(r, start))
         fed, t_log = start, time.monotonic()
@@ -279,7 +291,8 @@ class Run:
                 self._drain(cq, self.checks)
                 self._drain(pq, self.pings)
             stop.set()
-            self.final_rewrite(r)
+            if final:
+                self.final_rewrite(r)
         finally:
             stop.set()
             probes_stop.set()
@@ -317,7 +330,8 @@ class Run:
         self._poll_rewrite(r)
         time.sleep(2)  # probes keep running a little after it
 
-    def _rewrite_on(self, r: redis.Redis) -> bool:
+    @staticmethod
+    def _rewrite_on(r: redis.Redis) -> bool:
         p = r.info("persistence")
         return bool(int(p["aof_rewrite_in_progress"]) or int(p["aof_rewrite_scheduled"]))
 
@@ -334,7 +348,8 @@ class Run:
         a = self.args
         by = {s["processed"]: s for s in self.samples}
         pts = sorted(by)
-        cps = [c for c in ([int(x) for x in a.checkpoints.split(",")] if a.load_rdb is None else [pts[-1]])]
+        grown = a.load_rdb is None and not a.variant
+        cps = [int(x) for x in a.checkpoints.split(",")] if grown else [pts[-1]]
         wins = []
         for cp in cps:
             end = next((p for p in pts if p >= cp), None)
@@ -428,6 +443,98 @@ def _huge_kb(pid: int | None) -> int | None:
     return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("AnonHugePages:")), None)
 
 
+def start_loaded(binary: str, rdb: str, env: str | None, extra: list[str]) -> tuple[Server, Path]:
+    """A redis-server loaded from ``rdb`` (AOF off), then AOF on and its first rewrite finished.
+
+    ``env`` "NAME=VALUE" is set for that server only, with ``--disable-thp no`` (Redis otherwise turns
+    transparent huge pages off for itself): MALLOC_CONF=thp:always,metadata_thp:always for jemalloc,
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for glibc's malloc.
+    """
+    data = Path(tempfile.mkdtemp(prefix="nd-scale-"))
+    shutil.copy(rdb, data / "dump.rdb")
+    name = None
+    if env:
+        name, _, value = env.partition("=")
+        os.environ[name] = value
+        extra = [*extra, "--disable-thp", "no"]
+    version = redis_server_version(binary) or (0,)
+    extra = extra + (["--enable-debug-command", "local"] if version >= (7,) else [])
+    server = Server(binary, data_dir=data, appendonly=False, extra_args=extra, die_with_parent=True,
+                    startup_timeout=900).start()
+    if name:
+        os.environ.pop(name, None)
+    r = server.client(socket_timeout=900)
+    r.config_set("appendonly", "yes")
+    t = time.monotonic()
+    while time.monotonic() - t < 2 or Run._rewrite_on(r):
+        time.sleep(0.2)
+    r.close()
+    return server, data
+
+
+def variants(a: argparse.Namespace) -> int:
+    """Alternate windows of ``--extra`` articles over several servers loaded from RDB files (same load on the
+    machine for all), then one BGREWRITEAOF each with the probes running."""
+    servers: list[tuple[str, Server, Path]] = []
+    out: dict[str, Any] = {"args": vars(a), "variants": {}}
+    try:
+        for spec in a.variant:
+            label, _, rest = spec.partition("=")
+            binary, rdb, *mc = rest.split(",", 2)
+            server, data = start_loaded(binary, rdb, mc[0] if mc else None, list(a.redis_arg))
+            c = server.client()
+            out["variants"][label] = {"spec": spec, "version": c.info("server")["redis_version"],
+                                      "allocator": c.info("memory")["mem_allocator"], "windows": [], "rewrite": None}
+            c.close()
+            servers.append((label, server, data))
+            print(f"{label}: loaded", file=sys.stderr, flush=True)
+        for k in range(a.rounds + 1):
+            for label, server, _ in servers:
+                c = server.client()
+                start = int(c.get("nd:seq") or 0)
+                c.close()
+                run = Run(a)
+                run.go(server, start, final=k == a.rounds)
+                rep = run.report(start)
+                v = out["variants"][label]
+                rep["huge_kb"] = _huge_kb(server.pid)
+                v["rewrite" if k == a.rounds else "windows"] = rep if k == a.rounds else [*v["windows"], rep]
+                print(f"{label} round {k + 1}: {rep['windows'][0]['cpu_us']:.0f} us/article", file=sys.stderr,
+                      flush=True)
+    finally:
+        for _, server, data in servers:
+            server.stop()
+            shutil.rmtree(data, ignore_errors=True)
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(out, indent=1))
+    show_variants(out)
+    return 0
+
+
+def show_variants(out: dict[str, Any]) -> None:
+    vs = out["variants"]
+    first = None
+    print("| variant | articles | Redis CPU µs/article per window | median | vs first | used_memory MiB | RSS MiB | "
+          "frag | huge pages MiB | check p50 / p99 ms | rewrite: fork ms, check p99 / max ms, PING max ms |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for label, v in vs.items():
+        ws = [w["windows"][0] for w in v["windows"]]
+        cpu = sorted(w["cpu_us"] for w in ws)
+        med = cpu[len(cpu) // 2]
+        first = first or med
+        m = ws[-1]["memory"]
+        lat = [c for w in v["windows"] for c in w["checks"] if c["n"]]
+        rw = v["rewrite"] or {}
+        fr, fork = rw.get("final_rewrite_checks", {}), rw.get("latency", {}).get("fork_history", [])
+        mib = f"{m['used_memory'] / 2**20:,.0f} | {m['used_memory_rss'] / 2**20:,.0f}"
+        print(f"| {label} ({v['version']}, {v['allocator']}) | {ws[-1]['to']:,} | {', '.join(f'{x:.0f}' for x in cpu)} "
+              f"| {med:.0f} | {med / first:.2f}x | {mib} "
+              f"| {m['mem_fragmentation_ratio']} | {(v['windows'][-1]['huge_kb'] or 0) / 1024:,.0f} | "
+              f"{max((c['p50'] for c in lat), default=0):.1f} / {max((c['p99'] for c in lat), default=0):.1f} | "
+              f"{fork[-1][1] if fork else '-'}, {fr.get('p99') or 0:.1f} / {fr.get('max') or 0:.1f}, "
+              f"{rw.get('ping', {}).get('rewrite_max') or 0:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--articles", type=int, default=1_000_000)
@@ -445,10 +552,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-rdb", default=None)
     p.add_argument("--load-rdb", default=None)
     p.add_argument("--extra", type=int, default=30_000)
+    p.add_argument("--variant", action="append", default=[], help="LABEL=BINARY,RDB[,ENV=VALUE] (repeat): "
+                   "alternate --rounds windows of --extra articles over these servers instead of one run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--feed", choices=("stream", "synthetic"), default="stream",
+                   help="articles fed: retention.Stream (recombined sentences) or fresh benchlib.Synthetic ones")
     p.add_argument("--families", action="store_true", help="at the end: bytes per key family (sampled)")
     p.add_argument("--json", default="bench/results/scale.json")
     a = p.parse_args(argv)
     install_exit_signals()
+    if a.variant:
+        return variants(a)
     binary = a.redis_server or find_redis_server()
     if a.malloc_conf:
         os.environ["MALLOC_CONF"] = a.malloc_conf  # inherited by the redis-server started below
