@@ -30,10 +30,13 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
-nd:band:{band}:{bucket}        string  LSH band-table bucket: 8-byte entries, each a band value
-                                       (uint32) then an article number (uint32) with that value
-nd:bands                       hash    band-table state: level, next (the next bucket to split),
-                                       entries (in all bands); see "The LSH band table" below
+{<tag g>}:band:{band}:{addr}   string  LSH band-table bucket of band ``band`` (in group g = band % 6):
+                                       8-byte entries, each a band value (uint32) then an article
+                                       number (uint32) with that value
+{<tag g>}:bands                hash    state of band group g's table: level, next (the next bucket
+                                       to split), entries (in the group's bands); see "The LSH band
+                                       table" below. Tags: g0 nd.g0.10, g1 nd.g1.13, g2 nd.g2.11,
+                                       g3 nd.g3.13, g4 nd.g4.23, g5 nd.g5.1 (:data:`BAND_GROUP_TAGS`)
 nd:c:{cid}                     hash    cluster that has had 2+ members: size, canonical (n),
                                        created_at, updated_at; kept while 1 member is left (after
                                        an update or delete) so the member keeps its cluster id.
@@ -74,15 +77,25 @@ nd:heads:{chunk}               string  headline search, one string per 1024 arti
 nd:csizes                      zset    clusters with 2+ members scored by size (largest clusters)
 =============================  ======  ==============================================================
 
-The LSH band table is a linear hash table (one per band, split in step): a band
-value ``v`` (the low 32 bits of a band's 64-bit hash) lives in bucket
-``v mod 2**level``, or ``v mod 2**(level+1)`` when that is below ``next``. When
-the average bucket holds more than ``NEWSDEDUP_LSH_BUCKET_LOAD`` entries, bucket
-``next`` of every band is split in two and ``next`` moves on (``level`` grows
-when it wraps), so buckets stay small and an insert or lookup costs the same
-at any index size. ``NEWSDEDUP_LSH_BUCKET_BITS`` is only the starting level.
-Indexes built before this layout kept fixed buckets in ``nd:lsh:{band}:{bucket}``
-hashes; ``BandTable.ensure_index`` (newsdedup/index/band_table.py) moves them into the band table once.
+The LSH band table is split into ``BAND_GROUPS`` = 6 groups (band ``b`` in group
+``b % 6``), each its own linear hash table (one per band of the group, split in step)
+whose keys share one hash tag, so a group's insert-and-read is one atomic script in
+one slot and every bucket it touches is declared in KEYS. A band value ``v`` (the low
+32 bits of a band's 64-bit hash) lives in bucket ``v mod 2**level``, or
+``v mod 2**(level+1)`` when that is below ``next``. When the group's average bucket
+holds more than ``NEWSDEDUP_LSH_BUCKET_LOAD`` entries, bucket ``next`` of each of its
+bands is split in two and ``next`` moves on (``level`` grows when it wraps), so
+buckets stay small and an insert or lookup costs the same at any index size.
+``NEWSDEDUP_LSH_BUCKET_BITS`` is only the starting level.
+
+Group tags are chosen, not named: tag ``j`` is the first of ``nd.g<j>``, ``nd.g<j>.0``,
+``nd.g<j>.1``, ... whose slot (CRC16 mod 16384) lies in the j-th sixth of the upper two
+thirds of the slot space, so on 3 masters with equal slot ranges the groups spread 3 / 3
+over the two masters that do not hold the data (prefix ``nd:``).
+
+Older layouts, moved once by ``BandTable.ensure_index`` (newsdedup/index/band_table.py):
+one table for all bands (``nd:bands`` state, ``nd:band:{band}:{bucket}`` buckets) and,
+before it, fixed bucket hashes ``nd:lsh:{band}:{bucket}``.
 
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge
@@ -90,6 +103,8 @@ the smaller number wins and the other is recorded in ``nd:calias``.
 """
 
 from __future__ import annotations
+
+from redis.crc import key_slot
 
 PREFIX = "nd:"
 
@@ -109,11 +124,11 @@ HEADLINE_SEP = "\x1e"  # ends each headline record
 CLUSTER_SIZES = PREFIX + "csizes"
 DONE_BUCKET_MS = 10_000
 DONE_TTL_MS = 2 * 3600 * 1000
-BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts (see above)
-BANDS = PREFIX + "bands"
 EXPIRY = PREFIX + "expiry"
 SWEEP_LEASE = PREFIX + "sweep"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
+LEGACY_BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}": buckets of the single-table layout
+LEGACY_BANDS = PREFIX + "bands"  # state of the single-table layout
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
 # signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash
@@ -177,3 +192,35 @@ def cluster_number(cid: str) -> int | None:
     if len(cid) < 2 or cid[0] != "c" or not cid[1:].isdigit() or len(cid) > 21:
         return None
     return int(cid[1:])
+
+
+BAND_GROUPS = 6
+_TAGGED_SLOTS = (5461, 16384)  # the upper two thirds of the slot space: off the data slot's master
+
+
+def band_group(band: int) -> int:
+    """The group of band ``band`` (round robin, so every group holds 6 or 7 of 37 bands)."""
+    return band % BAND_GROUPS
+
+
+def _group_tag(j: int) -> str:
+    lo, hi = _TAGGED_SLOTS
+    span = hi - lo
+    first, last = lo + j * span // BAND_GROUPS, lo + (j + 1) * span // BAND_GROUPS
+    tag, k = f"nd.g{j}", 0
+    while not first <= key_slot(tag.encode()) < last:
+        tag, k = f"nd.g{j}.{k}", k + 1
+    return tag
+
+
+BAND_GROUP_TAGS = tuple(_group_tag(j) for j in range(BAND_GROUPS))
+
+
+def band_state(g: int) -> str:
+    """State hash (level, next, entries) of band group ``g``'s table."""
+    return "{" + BAND_GROUP_TAGS[g] + "}:bands"
+
+
+def bucket(g: int, band: int, addr: int) -> str:
+    """Bucket ``addr`` of band ``band`` (in group ``g``): a string of 8-byte entries."""
+    return "{" + BAND_GROUP_TAGS[g] + "}:band:" + str(band) + ":" + str(addr)

@@ -543,30 +543,39 @@ def queue_settled(r: redis.Redis) -> bool:
     return queued == 0 and pending == 0
 
 
+def band_states(r: redis.Redis) -> list[dict[str, int]]:
+    """Each band group's table state (level, next, entries; empty for a group never written)."""
+    return [{k.decode(): int(v) for k, v in r.hgetall(keys.band_state(g)).items()}  # type: ignore[union-attr]
+            for g in range(keys.BAND_GROUPS)]
+
+
 def band_table(r: redis.Redis) -> dict[int, dict[int, list[tuple[int, int]]]]:
     """The LSH band table as {band: {bucket: [(band value, article number), ...]}}, checked as read.
 
-    Every bucket is whole 8-byte entries, each at the address its band value has under the
-    table's state, and the state counts them all.
+    Every bucket is whole 8-byte entries, in its band's group, each at the address its band value
+    has under that group's state, and each group's state counts its entries.
     """
-    st = {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}  # type: ignore[union-attr]
-    level, nxt = st.get("level", 0), st.get("next", 0)
     table: dict[int, dict[int, list[tuple[int, int]]]] = {}
-    total = 0
-    for key in r.scan_iter(match=keys.BAND_PREFIX + "*", count=1000):
-        band, bucket = (int(x) for x in key.decode()[len(keys.BAND_PREFIX):].split(":"))
-        raw = r.get(key)
-        assert isinstance(raw, bytes) and raw and len(raw) % 8 == 0, (key, raw)
-        entries = [(int.from_bytes(raw[i:i + 4], "little"), int.from_bytes(raw[i + 4:i + 8], "little"))
-                   for i in range(0, len(raw), 8)]
-        for value, _ in entries:
-            addr = value % (1 << level)
-            if addr < nxt:
-                addr = value % (1 << (level + 1))
-            assert addr == bucket, f"{key!r} holds band value {value} that belongs in bucket {addr}"
-        table.setdefault(band, {})[bucket] = entries
-        total += len(entries)
-    assert st.get("entries", 0) == total, (st, total)
+    for g, st in enumerate(band_states(r)):
+        level, nxt = st.get("level", 0), st.get("next", 0)
+        total = 0
+        head = keys.bucket(g, 0, 0)[:-len("0:0")]
+        for key in r.scan_iter(match=head + "*", count=1000):
+            band, bucket = (int(x) for x in key.decode()[len(head):].split(":"))
+            assert keys.band_group(band) == g, key
+            raw = r.get(key)
+            assert isinstance(raw, bytes) and raw and len(raw) % 8 == 0, (key, raw)
+            entries = [(int.from_bytes(raw[i:i + 4], "little"), int.from_bytes(raw[i + 4:i + 8], "little"))
+                       for i in range(0, len(raw), 8)]
+            for value, _ in entries:
+                addr = value % (1 << level)
+                if addr < nxt:
+                    addr = value % (1 << (level + 1))
+                assert addr == bucket, f"{key!r} holds band value {value} that belongs in bucket {addr}"
+            table.setdefault(band, {})[bucket] = entries
+            total += len(entries)
+        assert st.get("entries", 0) == total, (g, st, total)
+    assert not r.exists(keys.LEGACY_BANDS), "the single-table layout's state is still there"
     return table
 
 

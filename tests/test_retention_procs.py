@@ -25,6 +25,7 @@ from tests.procs import (
     Procs,
     article_numbers,
     band_entries,
+    band_states,
     check_removal_invariants,
     consumer_name,
     make_corpus,
@@ -48,8 +49,8 @@ def submit(d: Dedup, articles: list[dict[str, Any]]) -> None:
 def nothing_left(r: redis.Redis) -> None:
     """No article, cluster, band entry, time-index entry or learned line shape is left; the band table counts 0."""
     assert r.hlen(keys.IDS) == 0 and r.zcard(keys.EXPIRY) == 0
-    assert band_entries(r) == [] and int(r.hget(keys.BANDS, "entries") or 0) == 0
-    left = [k for pattern in ("nd:a:*", "nd:p:*", "nd:c:*", "nd:cm:*", keys.BAND_PREFIX + "*", keys.boilerplate("*"))
+    assert band_entries(r) == [] and sum(st.get("entries", 0) for st in band_states(r)) == 0
+    left = [k for pattern in ("nd:a:*", "nd:p:*", "nd:c:*", "nd:cm:*", "*:band:*", keys.boilerplate("*"))
             for k in r.scan_iter(match=pattern, count=1000)]
     assert left == []
     assert r.zcard(keys.CLUSTERS) == 0 and r.zcard(keys.SINGLES) == 0

@@ -6,10 +6,10 @@ whatever the batch size (each step is a module of this package or of ``index``):
 1. read the article records (here);
 2. analyse the pages and read what is known of each source's boilerplate
    (``analysis.py``, one script);
-3. compute signatures for the whole batch, insert them into the LSH band table
-   and get the candidates back (``index/band_table.py``, one script:
-   insert-and-read is atomic, so two copies handled at the same moment by two
-   workers always meet);
+3. compute signatures for the whole batch, write them (one script), insert them
+   into the LSH band groups and get the candidates back (``index/band_table.py``,
+   one script per group, pipelined: insert-and-read is atomic per group, so two
+   copies handled at the same moment by two workers always meet);
 4. verify candidates with the estimated Jaccard and containment
    (``verify.py``), then place every article in a cluster with one
    compare-and-set transaction retried on a concurrent change (``linking.py``),
@@ -135,15 +135,14 @@ class Engine:
         if not jobs:
             return
         # updates: remove the previous version's band entries first (idempotent)
-        stale = Txn()
+        stale = []
         for j in jobs:
             old = j.record.get(b"sig")
             if old and detach(j):
                 old_sig = unpack_sig(old, self.cfg.num_perm)
                 if old_sig is not None:
-                    self.index.unindex(stale, j.n, old_sig)
-        if stale.writes:
-            self.scripts.run(stale)
+                    stale.append((j.n, old_sig))
+        self.index.unindex_many(stale)
         rows: list[IndexRow] = []
         for j in jobs:
             f = j.features

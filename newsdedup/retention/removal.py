@@ -1,11 +1,12 @@
 """The one path that takes articles out of Redis: ``DELETE /v1/articles/<id>`` and the retention sweeper.
 
-A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`): band
-entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
-membership, its headline search record, the line shapes it taught its source's boilerplate
-state, and counters, all or nothing. A concurrent change (a worker indexing or clustering one of
-them, a re-post) fails the checks and the batch is read again, so nothing is ever half removed
-and running a removal twice (a sweeper killed and restarted) is harmless.
+A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`):
+record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster membership,
+its headline search record, the line shapes it taught its source's boilerplate state, and
+counters, all or nothing; then their band entries, one call per band group (other slots). A
+concurrent change (a worker indexing or clustering one of them, a re-post) fails the checks and
+the batch is read again, so nothing is ever half removed and running a removal twice (a sweeper
+killed and restarted) is harmless.
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses), and stays explicit when
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -43,6 +44,7 @@ class Removed:
     ids: list[str]
     stale: int = 0  # time-index entries whose article was already gone (dropped too)
     seconds: float = 0.0  # the transaction call that removed them, as this client timed it
+    unindex: list[tuple[int, Any]] = field(default_factory=list)  # (number, signature) to take out of the bands
 
 
 class Removal:
@@ -123,17 +125,17 @@ class Removal:
                     txn.delete(keys.tombstone(article_id))
                 events.emit(txn, self.cfg.events_maxlen, events.EXPIRED if expired else events.DELETED,
                             id=article_id, cluster_id=cid or None)
-        # one instruction per family for the whole batch: each band bucket, boilerplate hash and
-        # headline chunk is read and rewritten once, not once per article (bench/removal_cost.py)
-        self.engine.index.unindex_many(txn, unindex)
+        # one instruction per family for the whole batch: each boilerplate hash and headline chunk
+        # is read and rewritten once, not once per article (bench/removal_cost.py)
+        done.unindex = unindex
         for bp_key, taught in shapes_of.items():
             txn.hdecr(bp_key, dict(taught))
         for heads_key, records in heads_of.items():
             txn.cut_many(heads_key, records, keys.HEADLINE_SEP)
         self._leave_clusters(txn, gone_of, now)
-        for field, k in counts.items():
+        for counter, k in counts.items():
             if k:
-                txn.hincrby(keys.META, field, -k)
+                txn.hincrby(keys.META, counter, -k)
         if expired and done.ids:
             txn.hincrby(keys.META, "expired", len(done.ids))
         return txn, done
@@ -146,6 +148,10 @@ class Removal:
         if not self.engine.scripts.run(txn):
             return None
         done.seconds = time.perf_counter() - t0
+        # band entries after the articles (their groups are other slots): an entry whose article is
+        # gone is skipped by readers, so a crash in between leaves nothing wrong to see
+        self.engine.index.unindex_many(done.unindex)
+        done.unindex = []
         return done
 
     def _leave_clusters(self, txn: Txn, gone_of: dict[str, set[int]], now: int) -> None:
