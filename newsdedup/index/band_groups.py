@@ -39,6 +39,7 @@ class BandGroups:
         # the bands of each group, by position in the group
         self.bands_of = [list(range(g, bands, keys.BAND_GROUPS)) for g in range(keys.BAND_GROUPS)]
         self.state: list[tuple[int, int, int]] | None = None  # (level, next, entries) per group
+        self.resent = 0  # entries deferred by a script and sent again (their bucket had split)
 
     def refresh(self) -> list[tuple[int, int, int]]:
         """Read every group's state (one round trip): the cache a new client starts from."""
@@ -89,6 +90,7 @@ class BandGroups:
                         found[i].append(f)
                     if d:
                         pending[g][i] = list(d)
+                        self.resent += len(d)
         if any(pending):
             raise StorageUnavailable("the band table kept splitting under this request; retry", retry_after=1)
         return removed

@@ -66,8 +66,8 @@ class Scripts:
         if len(calls) == 1:
             return [self._band_group(keys=list(calls[0][0]), args=list(calls[0][1]))]
         pipe = self.client.pipeline(transaction=False)
-        for k, a in calls:
-            self._band_group(keys=list(k), args=list(a), client=pipe)
+        for k, a in calls:  # EVALSHA as a plain command: a ClusterPipeline refuses Script objects
+            pipe.execute_command("EVALSHA", self._band_group.sha, len(k), *k, *a)
         res: list[Any] = pipe.execute(raise_on_error=False)
         for i, got in enumerate(res):
             if isinstance(got, NoScriptError):  # a node that has not seen the script (restarted, new)
