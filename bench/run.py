@@ -455,6 +455,10 @@ def run_check(port: int, corpus: Corpus, n: int, rps: float, seconds: float, see
 
 def _family(key: bytes) -> str:
     k = key.decode("utf-8", "replace")
+    if ":band:" in k:  # the band groups' buckets ({<group tag>}:band:<band>:<addr>), one family
+        return "nd:band:*"
+    if k.endswith("}:bands"):  # the band groups' states
+        return "nd:bands"
     for prefix in ("nd:band:", "nd:a:", "nd:cm:", "nd:c:", "nd:bp:", "nd:rl:"):
         if k.startswith(prefix):
             return prefix + "*"

@@ -61,6 +61,11 @@ nd:expiry                      zset    every stored article number scored by its
                                        published); written and removed with the article
 nd:gone:{id}                   string  tombstone of an expired article: when it expired (ms); expires
                                        itself after one retention window (GET answers "expired")
+nd:unband                      hash    band entries still to remove: article number -> the signature
+                                       it was indexed with. Written by the removal transaction (the
+                                       article goes in the data slot, its band entries in the group
+                                       slots after it), deleted once they are out; a removal that
+                                       finds some left (a crash in between) removes them first
 nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
                                        expires (PX) if that worker dies
 nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
@@ -126,6 +131,7 @@ DONE_BUCKET_MS = 10_000
 DONE_TTL_MS = 2 * 3600 * 1000
 EXPIRY = PREFIX + "expiry"
 SWEEP_LEASE = PREFIX + "sweep"
+UNBAND = PREFIX + "unband"
 LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
 LEGACY_BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}": buckets of the single-table layout
 LEGACY_BANDS = PREFIX + "bands"  # state of the single-table layout

@@ -579,6 +579,11 @@ def band_table(r: redis.Redis) -> dict[int, dict[int, list[tuple[int, int]]]]:
     return table
 
 
+def pending_unbands(r: redis.Redis) -> set[int]:
+    """Removed articles whose band entries a removal has yet to take out (a crash in between)."""
+    return {int(n) for n in r.hkeys(keys.UNBAND)}
+
+
 def band_entries(r: redis.Redis) -> list[tuple[int, int]]:
     """Every (band value, article number) entry of the band table, checked by :func:`band_table`."""
     return [e for buckets in band_table(r).values() for entries in buckets.values() for e in entries]
@@ -612,7 +617,7 @@ def check_index_invariants(r: redis.Redis) -> None:
     """What must hold after any crash, redelivery, race, update or delete, once the queue is settled.
 
     - the band table is consistent (see :func:`band_table`), holds an entry at most once and only
-      articles that exist;
+      articles that exist, or removed ones listed in nd:unband (their removal owes the entries);
     - a cluster is explicit (an nd:c record and an nd:cm set) once it has had 2+ members, and stays
       explicit when members leave (by update or delete) so that its id stays the one its members
       carry: an explicit cluster may be down to 1 member. Its record's size is its set's size and its
@@ -624,10 +629,12 @@ def check_index_invariants(r: redis.Redis) -> None:
     - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
+    owed = pending_unbands(r)
+    assert not owed & set(nums), "an article still stored is listed in nd:unband"
     for band, buckets in band_table(r).items():
         for bucket, entries in buckets.items():
             assert len(entries) == len(set(entries)), f"band {band} bucket {bucket} holds an entry twice"
-            unknown = {m for _, m in entries} - set(nums)
+            unknown = {m for _, m in entries} - set(nums) - owed
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
     explicit = {key.decode()[len("nd:cm:"):] for key in r.scan_iter(match="nd:cm:*", count=1000)}
@@ -692,7 +699,7 @@ def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple
     clusters that exist.
     """
     check_index_invariants(r)
-    numbers = {m for _, m in band_entries(r)}
+    numbers = {m for _, m in band_entries(r)} - pending_unbands(r)  # owed entries: removed, to be taken out
     kept, removed = set(), set()
     for i, n in before.items():
         traces = stored_traces(r, n, i, numbers)

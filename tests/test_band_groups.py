@@ -22,9 +22,17 @@ from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.index.band_table import BandTable
+from newsdedup.retention.removal import Removal
 from newsdedup.storage.records import n4
 from newsdedup.storage.scripts import Scripts
-from tests.procs import band_count, band_entries, band_states, band_table, check_index_invariants
+from tests.procs import (
+    band_count,
+    band_entries,
+    band_states,
+    band_table,
+    check_index_invariants,
+    pending_unbands,
+)
 from tests.test_band_table import fill
 
 LUA = Path(__file__).resolve().parent.parent / "newsdedup" / "storage" / "lua"
@@ -75,7 +83,8 @@ def test_every_key_of_a_group_call_is_in_the_groups_slot(redis_client: redis.Red
 
 def _key_args(text: str) -> list[str]:
     """The key argument of every redis.call in a Lua source."""
-    return [m.group(1).strip() for m in re.finditer(r'redis\.call\("\w+",\s*(key\([^)]*\)|unpack\([^)]*\)|[^,)]+)', text)]
+    call = re.compile(r'redis\.call\("\w+",\s*(key\([^)]*\)|unpack\([^)]*\)|[^,)]+)')
+    return [m.group(1).strip() for m in call.finditer(text)]
 
 
 def _declared(ident: str, text: str) -> bool:
@@ -249,3 +258,17 @@ def test_group_calls_run_on_a_real_redis_cluster(redis_cluster: object, config: 
     assert bt.unindex_many([(n, signatures[n - 1]) for n in range(1, 81)]) == 80 * bt.banding.bands
     assert bt.lookup(signatures[3]) == [104]
     client.close()
+
+
+def test_a_removal_interrupted_before_its_band_entries_owes_them_and_the_next_one_pays(
+        redis_client: redis.Redis, config: Config) -> None:
+    fill(Dedup(redis_client, config), config)
+    n = int(redis_client.hget(keys.IDS, "o0") or 0)
+    removal = Removal(redis_client, config)
+    txn, done = removal.txn([n], expired=False)
+    assert done.ids == ["o0"] and removal.engine.scripts.run(txn)  # the data transaction, then a crash
+    assert pending_unbands(redis_client) == {n} and n in {m for _, m in band_entries(redis_client)}
+    check_index_invariants(redis_client)  # entries of a removed article: allowed while owed
+    removal.remove([])  # any later removal settles the debt first
+    assert pending_unbands(redis_client) == set() and n not in {m for _, m in band_entries(redis_client)}
+    check_index_invariants(redis_client)

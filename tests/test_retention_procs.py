@@ -50,6 +50,7 @@ def nothing_left(r: redis.Redis) -> None:
     """No article, cluster, band entry, time-index entry or learned line shape is left; the band table counts 0."""
     assert r.hlen(keys.IDS) == 0 and r.zcard(keys.EXPIRY) == 0
     assert band_entries(r) == [] and sum(st.get("entries", 0) for st in band_states(r)) == 0
+    assert not r.exists(keys.UNBAND)
     left = [k for pattern in ("nd:a:*", "nd:p:*", "nd:c:*", "nd:cm:*", "*:band:*", keys.boilerplate("*"))
             for k in r.scan_iter(match=pattern, count=1000)]
     assert left == []

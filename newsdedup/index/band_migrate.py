@@ -13,15 +13,13 @@ version must be stopped first: they would keep writing the old layout.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from newsdedup import keys
+from newsdedup.index.band_groups import BandGroups
 from newsdedup.storage.txn import Txn
-
-if TYPE_CHECKING:
-    from newsdedup.index.band_table import BandTable
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +39,8 @@ def legacy_entries(key: bytes, raw: bytes | dict[bytes, bytes] | None) -> list[t
     return out
 
 
-def _move(table: BandTable, chunk: list[bytes], fixed: bool) -> int:
-    pipe = table.r.pipeline(transaction=False)
+def _move(r: Any, groups: BandGroups, nbands: int, chunk: list[bytes], fixed: bool) -> int:
+    pipe = r.pipeline(transaction=False)
     for key in chunk:
         if fixed:
             pipe.hgetall(key)
@@ -50,28 +48,28 @@ def _move(table: BandTable, chunk: list[bytes], fixed: bool) -> int:
             pipe.get(key)
     entries = [e for key, raw in zip(chunk, pipe.execute()) for e in legacy_entries(key, raw)]
     if entries:
-        values = np.zeros((len(entries), table.banding.bands), dtype=np.uint32)
+        values = np.zeros((len(entries), nbands), dtype=np.uint32)
         for i, (band, value, _) in enumerate(entries):
             values[i, band] = int.from_bytes(value, "little")
-        table.groups.run("m", [m for _, _, m in entries], values, only=[[band] for band, _, _ in entries])
-    table.r.delete(*chunk)  # (older layouts only ever ran on a standalone Redis)
+        groups.run("m", [m for _, _, m in entries], values, only=[[band] for band, _, _ in entries])
+    r.delete(*chunk)  # (older layouts only ever ran on a standalone Redis)
     return len(entries)
 
 
-def migrate_legacy(table: BandTable, legacy: str) -> int:
-    """Move every legacy bucket into the band groups, then switch the parameters from ``legacy``; entries moved."""
+def migrate_legacy(r: Any, groups: BandGroups, nbands: int, legacy: str, params: str) -> int:
+    """Move every legacy bucket into the band groups, then switch the parameters from ``legacy`` to
+    ``params``; entries moved."""
     log.info("moving the LSH index into %d band groups (once)", keys.BAND_GROUPS)
     moved = 0
     for prefix, fixed in ((keys.LEGACY_LSH_PREFIX, True), (keys.LEGACY_BAND_PREFIX, False)):
         while True:
-            found = list(table.r.scan_iter(match=prefix + "*", count=1000))
+            found = list(r.scan_iter(match=prefix + "*", count=1000))
             if not found:
                 break
             for i in range(0, len(found), KEYS_PER_CHUNK):
-                moved += _move(table, found[i:i + KEYS_PER_CHUNK], fixed)
-    table.r.delete(keys.LEGACY_BANDS)
-    txn = Txn().expect_field(keys.META, "index", legacy).hset(keys.META, {"index": table.index_params()})
-    table.scripts.run(txn)
+                moved += _move(r, groups, nbands, found[i:i + KEYS_PER_CHUNK], fixed)
+    r.delete(keys.LEGACY_BANDS)
+    groups.scripts.run(Txn().expect_field(keys.META, "index", legacy).hset(keys.META, {"index": params}))
     if moved:
         log.info("moved %d LSH entries into the band groups", moved)
     return moved

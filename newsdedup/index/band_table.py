@@ -84,7 +84,7 @@ class BandTable:
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))
         if stored != mine and self._legacy_params(stored):
-            migrate_legacy(self, stored or "")
+            migrate_legacy(self.r, self.groups, self.banding.bands, stored or "", mine)
             stored = decoded(self.r.hget(keys.META, "index"))
         if stored != mine:
             raise IndexMismatch(
@@ -121,6 +121,14 @@ class BandTable:
             found, _ = self.groups.run("i", [n4(rows[i][1]) for i in signed], bands)
             for i, packed in zip(signed, found):
                 out[i] = distinct_members(packed, exclude=rows[i][1])[:MAX_CANDIDATES]
+            # an article deleted between its fields and its band entries: its removal may have taken
+            # the entries out before they were there, so they are taken out here
+            now = self.scripts.hmget_many([rows[i][0] for i in signed], ("ver",))
+            gone = [j for j, (ver,) in enumerate(now) if ver is None]
+            if gone:
+                self.groups.run("u", [n4(rows[signed[j]][1]) for j in gone], bands[gone])
+                for j in gone:
+                    out[signed[j]] = None
         return out
 
     def unindex(self, n: int, sig: npt.NDArray[np.uint32]) -> int:

@@ -57,6 +57,7 @@ class Removal:
 
     def delete_id(self, article_id: str) -> bool:
         """DELETE /v1/articles/<id>: False when no article has that id."""
+        self.settle()
         for _ in range(RETRIES):
             raw = self.r.hget(keys.IDS, article_id)
             if raw is None:
@@ -68,6 +69,7 @@ class Removal:
 
     def remove(self, numbers: Sequence[int], expired: bool = True) -> Removed:
         """Remove these article numbers (those still there) in one atomic call, retried on a conflict."""
+        self.settle()
         for attempt in range(RETRIES):
             done = self._attempt(list(numbers), expired=expired)
             if done is not None:
@@ -100,6 +102,7 @@ class Removal:
             sig = unpack_sig(rec["sig"] or b"", self.cfg.num_perm)
             if sig is not None and rec["iver"]:
                 unindex.append((n, sig))
+                txn.hset(keys.UNBAND, {str(n): rec["sig"] or b""})  # a debt, paid right after the transaction
             shapes = rec["bpsh"]
             if shapes is not None:  # the story's line shapes were learned: they are forgotten with it
                 src = keys.boilerplate(source_key(decoded(rec["source"]), decoded(rec["url"])))
@@ -149,10 +152,26 @@ class Removal:
             return None
         done.seconds = time.perf_counter() - t0
         # band entries after the articles (their groups are other slots): an entry whose article is
-        # gone is skipped by readers, so a crash in between leaves nothing wrong to see
-        self.engine.index.unindex_many(done.unindex)
+        # gone is skipped by readers, and the debt recorded in the transaction outlives a crash
+        self._unband(done.unindex)
         done.unindex = []
         return done
+
+    def _unband(self, items: list[tuple[int, Any]]) -> None:
+        """Take removed articles' entries out of the band groups, then strike them off the debt."""
+        if items:
+            self.engine.index.unindex_many(items)
+            self.r.hdel(keys.UNBAND, *(str(n) for n, _ in items))
+
+    def settle(self) -> int:
+        """Remove band entries that an interrupted removal left behind (``nd:unband``); how many articles."""
+        debt = self.r.hgetall(keys.UNBAND)
+        items = [(int(n), unpack_sig(sig, self.cfg.num_perm)) for n, sig in debt.items()]
+        self._unband([(n, sig) for n, sig in items if sig is not None])
+        stray = [str(n) for n, sig in items if sig is None]
+        if stray:
+            self.r.hdel(keys.UNBAND, *stray)
+        return len(items)
 
     def _leave_clusters(self, txn: Txn, gone_of: dict[str, set[int]], now: int) -> None:
         """Take removed articles out of their clusters (checked against each cluster's version)."""
