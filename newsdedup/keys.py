@@ -96,11 +96,12 @@ buckets stay small and an insert or lookup costs the same at any index size.
 Group tags are chosen, not named: tag ``j`` is the first of ``nd.g<j>``, ``nd.g<j>.0``,
 ``nd.g<j>.1``, ... whose slot (CRC16 mod 16384) lies in the j-th sixth of the upper two
 thirds of the slot space, so on 3 masters with equal slot ranges the groups spread 3 / 3
-over the two masters that do not hold the data (prefix ``nd:``).
+over the two masters that do not hold the data (tag ``{nd}``, slot 1031).
 
 Older layouts, moved once by ``BandTable.ensure_index`` (newsdedup/index/band_table.py):
-one table for all bands (``nd:bands`` state, ``nd:band:{band}:{bucket}`` buckets) and,
-before it, fixed bucket hashes ``nd:lsh:{band}:{bucket}``.
+one table for all bands (``nd:bands`` state, ``nd:band:{band}:{bucket}`` buckets, renamed
+to the ``{nd}:`` prefix with the rest by storage/migrate.py first) and, before it, fixed
+bucket hashes ``nd:lsh:{band}:{bucket}``.
 
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge
@@ -111,7 +112,11 @@ from __future__ import annotations
 
 from redis.crc import key_slot
 
-PREFIX = "nd:"
+# Every key but the LSH band table shares the hash tag {nd} (slot 1031): on a Redis Cluster each
+# transaction of today (submit, placement + done + ack, delete, removal) stays one atomic script in
+# one slot. Data written before the cluster schema used the prefix "nd:" (see storage/migrate.py).
+PREFIX = "{nd}:"
+OLD_PREFIX = "nd:"
 
 SEQ = PREFIX + "seq"
 IDS = PREFIX + "ids"
@@ -132,9 +137,13 @@ DONE_TTL_MS = 2 * 3600 * 1000
 EXPIRY = PREFIX + "expiry"
 SWEEP_LEASE = PREFIX + "sweep"
 UNBAND = PREFIX + "unband"
-LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
-LEGACY_BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}": buckets of the single-table layout
-LEGACY_BANDS = PREFIX + "bands"  # state of the single-table layout
+LEGACY_LSH_PREFIX = OLD_PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
+# the single-table layout (renamed from nd: with the rest by storage/migrate.py, then moved into the
+# band groups by BandTable): buckets + "{band}:{bucket}", and its state
+LEGACY_BAND_PREFIX = PREFIX + "band:"
+LEGACY_BANDS = PREFIX + "bands"
+# old names that storage/migrate.py does not rename: the band table moves its own legacy layouts
+LEGACY_BAND_PREFIXES = (LEGACY_LSH_PREFIX,)
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
 # signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash

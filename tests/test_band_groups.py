@@ -34,6 +34,7 @@ from tests.procs import (
     pending_unbands,
 )
 from tests.test_band_table import fill
+from tests.test_schema_migration import to_old_prefix
 
 LUA = Path(__file__).resolve().parent.parent / "newsdedup" / "storage" / "lua"
 
@@ -271,4 +272,22 @@ def test_a_removal_interrupted_before_its_band_entries_owes_them_and_the_next_on
     check_index_invariants(redis_client)  # entries of a removed article: allowed while owed
     removal.remove([])  # any later removal settles the debt first
     assert pending_unbands(redis_client) == set() and n not in {m for _, m in band_entries(redis_client)}
+    check_index_invariants(redis_client)
+
+
+def test_a_single_table_index_under_the_old_prefix_is_renamed_then_moved(redis_client: redis.Redis,
+                                                                         config: Config) -> None:
+    """Data of the version before the cluster schema: nd:* keys, one band table (nd:bands, nd:band:*)."""
+    texts = fill(Dedup(redis_client, config), config)
+    before = sorted(band_entries(redis_client))
+    probe = parse_article({"text": texts[4]})[0]
+    want = Dedup(redis_client, config).check(probe)["duplicates"]
+    to_single_table(redis_client, config)
+    to_old_prefix(redis_client)
+    assert redis_client.exists(keys.OLD_PREFIX + "bands") and redis_client.keys(keys.OLD_PREFIX + "band:*")
+
+    d = Dedup(redis_client, config)
+    assert d.check(probe)["duplicates"] == want
+    assert not redis_client.keys(keys.OLD_PREFIX + "*") and not redis_client.keys(keys.LEGACY_BAND_PREFIX + "*")
+    assert sorted(band_entries(redis_client)) == before
     check_index_invariants(redis_client)

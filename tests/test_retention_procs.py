@@ -51,8 +51,9 @@ def nothing_left(r: redis.Redis) -> None:
     assert r.hlen(keys.IDS) == 0 and r.zcard(keys.EXPIRY) == 0
     assert band_entries(r) == [] and sum(st.get("entries", 0) for st in band_states(r)) == 0
     assert not r.exists(keys.UNBAND)
-    left = [k for pattern in ("nd:a:*", "nd:p:*", "nd:c:*", "nd:cm:*", "*:band:*", keys.boilerplate("*"))
-            for k in r.scan_iter(match=pattern, count=1000)]
+    patterns = [keys.PREFIX + s for s in ("a:*", "p:*", "c:*", "cm:*")]
+    patterns += ["*:band:*", keys.boilerplate("*")]
+    left = [k for pattern in patterns for k in r.scan_iter(match=pattern, count=1000)]
     assert left == []
     assert r.zcard(keys.CLUSTERS) == 0 and r.zcard(keys.SINGLES) == 0
 
