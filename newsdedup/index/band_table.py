@@ -115,7 +115,7 @@ class BandTable:
             argv.extend((txn.k(key), ver, len(values)))
             for k, v in values.items():
                 argv.extend((k, v))
-        written = [bool(int(x)) for x in self.scripts.features(keys=txn.keys, args=argv)]
+        written = self.scripts.features(txn.keys, argv)
         signed = [i for i, row in enumerate(rows) if written[i] and row[3] is not None]
         out: list[list[int] | None] = [[] if ok else None for ok in written]
         if signed:

@@ -49,13 +49,17 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.transact: Script = client.register_script(source("transact"))
-        self.features: Script = client.register_script(source("features"))
+        self._features: Script = client.register_script(source("features"))
         self._band_group: Script = client.register_script(source("band_group"))
         self.boilerplate: Script = client.register_script(source("boilerplate"))
         self.prune_boilerplate: Script = client.register_script(source("prune_boilerplate"))
         self._hmget_flat: Script = client.register_script(source("hmget_flat"))
         self._load: Script = client.register_script(source("load"))
         self._cluster_state: Script = client.register_script(source("cluster_state"))
+
+    def features(self, keys: Sequence[str], args: Sequence[Any]) -> list[bool]:
+        """Write articles' features where their version still holds (``features.lua``); written or not, per article."""
+        return [bool(int(x)) for x in self._features(keys=list(keys), args=list(args))]
 
     def band_groups(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
         """Band-group script calls (keys, args), one per group, in one round trip.
