@@ -1,11 +1,13 @@
 """The one path that takes articles out of Redis: ``DELETE /v1/articles/<id>`` and the retention sweeper.
 
 A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`): band
-entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
+entries, record, payload, id mapping, time-index entry, cluster
 membership, its headline search record, the line shapes it taught its source's boilerplate
 state, and counters, all or nothing. A concurrent change (a worker indexing or clustering one of
 them, a re-post) fails the checks and the batch is read again, so nothing is ever half removed
-and running a removal twice (a sweeper killed and restarted) is harmless.
+and running a removal twice (a sweeper killed and restarted) is harmless. The articles' blobs
+(signature, kept text: another slot) are deleted right after that transaction
+(:mod:`newsdedup.storage.blobs`).
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses), and stays explicit when
@@ -28,6 +30,7 @@ from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
 from newsdedup.observe import events
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, unpack_sig
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key
@@ -77,6 +80,9 @@ class Removal:
         """The transaction removing ``numbers`` as they are now (reads the records and their clusters)."""
         rows = self.engine.scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)
         recs = {n: dict(zip(FIELDS, row)) for n, row in zip(numbers, rows)}
+        legacy = [{b"sig": rec["sig"]} if rec["sig"] is not None else {} for rec in recs.values()]
+        for rec, got in zip(recs.values(), blobs.read(self.r, numbers, ("sig",), legacy)):
+            rec["sig"] = got.get(b"sig")  # the signature it was indexed with, from its blob
         txn = Txn()
         done = Removed(ids=[])
         if expect_id is not None:
@@ -146,6 +152,8 @@ class Removal:
         if not self.engine.scripts.run(txn):
             return None
         done.seconds = time.perf_counter() - t0
+        # after the transaction: a crash before this leaves orphan blobs (harmless, never read)
+        blobs.drop(self.r, numbers)
         return done
 
     def _leave_clusters(self, txn: Txn, gone_of: dict[str, set[int]], now: int) -> None:

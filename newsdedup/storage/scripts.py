@@ -46,6 +46,7 @@ class Scripts:
     """The registered Lua scripts of one Redis client (EVALSHA with automatic reload)."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         self.transact: Script = client.register_script(source("transact"))
         self.index: Script = client.register_script(source("index"))
         self.lookup: Script = client.register_script(source("lookup"))
