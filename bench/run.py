@@ -60,6 +60,7 @@ from benchlib import (
 )
 from datasketch import MinHash, MinHashLSH
 
+from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
@@ -455,6 +456,8 @@ def run_check(port: int, corpus: Corpus, n: int, rps: float, seconds: float, see
 
 def _family(key: bytes) -> str:
     k = key.decode("utf-8", "replace")
+    if k.startswith("{nd.p") and ":x:" in k:
+        return keys.BLOB_MATCH  # article blobs (signature, kept text)
     for prefix in ("nd:band:", "nd:a:", "nd:cm:", "nd:c:", "nd:bp:", "nd:rl:"):
         if k.startswith(prefix):
             return prefix + "*"
@@ -477,7 +480,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
             fam = _family(k)
             fam_bytes[fam] += int(size or 0)
             fam_keys[fam] += 1
-            if fam == "nd:a:*":
+            if fam == keys.BLOB_MATCH:  # where the signature is
                 articles.append(k)
         if cursor == 0:
             break
@@ -487,7 +490,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
 
 
 def sig_field_bytes(r: redis.Redis, article_keys: list[bytes], sample: int = SIG_SAMPLE) -> float | None:
-    """Average bytes the ``sig`` field adds to an article hash: MEMORY USAGE of a copy with and without it."""
+    """Average bytes the ``sig`` field adds to an article's blob: MEMORY USAGE of a copy with and without it."""
     picked = random.Random(3).sample(article_keys, min(sample, len(article_keys)))
     diffs: list[int] = []
     tmp = "bench:tmp:sig"

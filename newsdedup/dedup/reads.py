@@ -90,9 +90,9 @@ class Reads(Service):
         out.sort(key=lambda d: -(d["similarity"] or 0))
         return out
 
-    def _with_sigs(self, ns: list[int], rows: list[list[bytes | None]], at: int) -> list[list[bytes | None]]:
+    def _with_sigs(self, ns: list[int], rows: list[Any], at: int) -> list[Any]:
         """Article rows (HMGET replies) with column ``at`` ("sig") taken from each article's blob."""
-        recs = [{b"sig": row[at]} if row[at] is not None else {} for row in rows]
+        recs: list[dict[bytes, bytes]] = [{b"sig": row[at]} if row[at] is not None else {} for row in rows]
         for row, got in zip(rows, blobs.read(self.r, ns, ("sig",), recs)):
             row[at] = got.get(b"sig")
         return rows

@@ -43,7 +43,7 @@ def write(client: Any, items: Sequence[tuple[int, int, Mapping[str, Any]]]) -> l
             args: list[Any] = [ver]
             for k, v in fields.items():
                 args.extend((k, v))
-            pipe.eval(put, 1, keys.blob(n), *args)
+            pipe.execute_command("EVAL", put, 1, keys.blob(n), *args)  # a cluster pipeline has no eval()
         out.extend(bool(int(r)) for r in pipe.execute())
     return out
 
@@ -93,7 +93,7 @@ def drop_if(client: Any, items: Sequence[tuple[int, int]]) -> None:
     for i in range(0, len(items), CHUNK):
         pipe = client.pipeline(transaction=False)
         for n, ver in items[i:i + CHUNK]:
-            pipe.eval(rm, 1, keys.blob(n), ver)
+            pipe.execute_command("EVAL", rm, 1, keys.blob(n), ver)
         pipe.execute()
 
 
