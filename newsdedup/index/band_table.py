@@ -21,6 +21,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
+from newsdedup.storage.migrate import migrate_prefix
 from newsdedup.storage.records import decoded, distinct_members, n4
 from newsdedup.storage.redis_client import require_single_node
 from newsdedup.storage.scripts import Scripts
@@ -74,6 +75,7 @@ class BandTable:
         if self._index_ok and not recheck:
             return
         require_single_node(self.r)  # the scripts are not slot-legal yet: refuse a cluster before writing
+        migrate_prefix(self.r)  # data written before the cluster schema: renamed once, before any write
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))
