@@ -3,6 +3,7 @@ reader, gone with their article, and articles stored before blobs read the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
+from newsdedup.engine.engine import Engine
+from newsdedup.engine.jobs import Job
 from newsdedup.explain import explain
 from newsdedup.ops import export
 from newsdedup.ops.redis_cluster import RedisCluster
@@ -26,7 +29,7 @@ from tests.procs import (
     orphan_blobs,
 )
 from tests.textgen import light_edit, zh_article
-from workers.consumer import process_available
+from workers.consumer import Worker, process_available
 
 SEED_TITLE = "渝中:92个公共法律服务平台 同期举行公众开放日活动"
 
@@ -185,3 +188,34 @@ def test_blob_calls_run_on_a_cluster(redis_cluster: RedisCluster) -> None:
         assert blobs.read(client, ns, ("sig",)) == [{}] * 200
     finally:
         client.close()
+
+
+class _Racing(Engine):
+    """The real engine, with a real concurrent write landing between its reads and its index step."""
+
+    def __init__(self, client: redis.Redis, config: Config, meanwhile: Callable[[], object]) -> None:
+        super().__init__(client, config)
+        self.meanwhile = meanwhile
+
+    def _index(self, jobs: list[Job]) -> None:
+        self.meanwhile()
+        super()._index(jobs)
+
+
+@pytest.mark.parametrize("race", ["update", "delete"])
+def test_a_worker_whose_article_moved_on_takes_its_blob_back(
+        redis_client: redis.Redis, config: Config, race: str) -> None:
+    r = redis_client
+    d = Dedup(r, config)
+    d.submit([parse_article({"id": "a", "text": zh_article(1, 600)})])
+    n = _numbers(r)["a"]
+    w = Worker(r, config, name="racing")
+    w.engine = _Racing(r, config, lambda: d.submit([parse_article({"id": "a", "text": zh_article(2, 600)})])
+                       if race == "update" else d.delete("a"))
+    assert w.step(block_ms=None) == 1
+    assert not r.exists(keys.blob(n))  # its version will never be visible: the blob it wrote is gone
+    if race == "update":
+        process_available(r, config)  # version 2, by a worker without a race
+        assert r.hget(keys.blob(n), "ver") == b"2" and d.article("a")["status"] == "done"
+    assert orphan_blobs(r) == set()
+    check_index_invariants(r)
