@@ -4,8 +4,8 @@
 
 Indexes ``--articles`` bench-corpus articles (real ones from ../shared/data when present, else
 synthetic) in-process into a private redis-server, then prints, averaged over every article:
-``MEMORY USAGE <key> SAMPLES 0`` of the article hash and of the blob, and ``HSTRLEN`` of each
-field, largest first. A figure, not a test: nothing here asserts.
+``MEMORY USAGE <key> SAMPLES 0`` of the article hash and of the blob, of the same fields in one hash
+(the layout before blobs), and ``HSTRLEN`` of each field, largest first. A figure, not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -42,6 +42,20 @@ def sizes(r: Any, ns: list[int]) -> tuple[float, float, Counter[str]]:
     return usage["article"] / len(ns), usage["blob"] / len(ns), fields
 
 
+def one_hash(r: Any, ns: list[int]) -> float:
+    """Average MEMORY USAGE of the same fields in one hash, as articles were stored before blobs."""
+    total, tmp = 0, "bench:tmp:onehash"
+    for n in ns:
+        fields = {**r.hgetall(keys.article(n)), **r.hgetall(keys.blob(n))}
+        fields.pop(b"ver", None)  # the blob's own version field; the article's ver is kept
+        fields[b"ver"] = r.hget(keys.article(n), "ver")
+        r.delete(tmp)
+        r.hset(tmp, mapping=fields)
+        total += int(r.execute_command("MEMORY", "USAGE", tmp, "SAMPLES", "0"))
+    r.delete(tmp)
+    return total / len(ns)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--articles", type=int, default=1000)
@@ -59,6 +73,7 @@ def main() -> int:
               f"{r.info('server')['redis_version']} ({r.info('memory')['mem_allocator']})")
         print(f"MEMORY USAGE per article: article hash {art:.0f} B, blob {blob:.0f} B "
               f"(blob share {blob / (art + blob):.0%})")
+        print(f"the same fields in one hash (before blobs): {one_hash(r, ns):.0f} B")
         print("HSTRLEN per article, largest fields first (blob.ver included):")
         for f, total in fields.most_common():
             print(f"  {f:<24} {total / len(ns):8.0f} B")

@@ -139,8 +139,8 @@ LEGACY_LSH_PREFIX = OLD_PREFIX + "lsh:"  # fixed bucket hashes of indexes built 
 # old names that storage/migrate.py does not rename: the band table moves its own legacy layouts
 LEGACY_BAND_PREFIXES = (LEGACY_LSH_PREFIX,)
 
-# Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
-# signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash
+# Redis settings the layout relies on: article hashes (a few dozen small fields), their blobs (values up
+# to a few KB: signature, compressed text) and small boilerplate hashes stay compact only in the small hash
 # encoding. Passed to the embedded redis-server and raised by workers on a Redis that has lower limits.
 HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
 BP_DOCS_FIELD = b"#docs"
