@@ -34,6 +34,7 @@ from newsdedup.dedup import Dedup
 from newsdedup.index.minhash import Banding
 from newsdedup.ops.redis_cluster import SLOTS, RedisCluster
 from newsdedup.ops.redis_server import RedisServer
+from newsdedup.storage import blobs
 from newsdedup.storage.records import n4
 from newsdedup.storage.scripts import source
 from newsdedup.text.tokens import warm_up
@@ -112,9 +113,9 @@ def part1(server: RedisServer, corpus: Corpus, n: int, cfg: Config) -> npt.NDArr
     print(f"   stream commands (XADD, XACK, XDEL inside scripts; XREADGROUP, XPENDING, XCLAIM): "
           f"{stream / (usec.get('evalsha', 0) + direct):.1%} of Redis command time (commandstats)")
     nums = sorted(int(x) for x in r.hvals(keys.IDS))
-    sigs = Worker(r, cfg).engine.scripts.hmget_many([keys.article(m) for m in nums], ("sig",))
+    sigs = blobs.read(r, nums, ("sig",))
     banding = Banding.for_threshold(cfg.lsh_threshold, cfg.num_perm)
-    rows = [np.frombuffer(s[0], dtype="<u4") for s in sigs if s[0]]
+    rows = [np.frombuffer(s[b"sig"], dtype="<u4") for s in sigs if s.get(b"sig")]
     r.close()
     return banding.band_values(np.stack(rows))
 

@@ -1,6 +1,7 @@
 """The Redis key schema: every key newsdedup reads or writes is named here.
 
-All keys share the fixed prefix ``nd:``; nothing is pickled. Values are UTF-8
+All keys share the fixed prefix ``nd:`` but the blobs, whose hash tags start ``nd.p``;
+nothing is pickled. Values are UTF-8
 strings, decimal integers, JSON, raw little-endian ``uint32`` arrays
 (signatures, LSH member lists) or compressed text (zstd of GB18030; zlib before).
 
@@ -13,20 +14,28 @@ key                            type    contents
 nd:seq                         string  last article number handed out (INCR)
 nd:ids                         hash    external id -> article number
 nd:a:{n}                       hash    one article: id, ver, status, chash, title, url, source,
-                                       published_at, lang, ingested_at, processed_at, sig
-                                       (uint32 x num_perm), size (shingles), tokens, cluster,
-                                       repeated (JSON), rshare, text (cleaned text: zstd of
-                                       GB18030, a lossless Unicode encoding that is compact for
-                                       Chinese; zlib in data written before), attempts, error,
+                                       published_at, lang, ingested_at, processed_at, size
+                                       (shingles), tokens, cluster, rshare, attempts, error,
                                        bpsh (the line shapes it added to nd:bp:{source}, 8 bytes
                                        each: taken back when the article is removed),
-                                       page (the page as submitted, packed like text, when it is
-                                       more than the kept text), lines (JSON {"bp": boilerplate
-                                       line indices, "title": title line indices} of page),
                                        head (its record in nd:heads:{chunk}),
                                        content ("story" or "none"), content_reason (script,
                                        undecodable, too_short), thin (1: body too small, the
-                                       title decides)
+                                       title decides). Articles stored before the blobs may
+                                       still hold the blob's fields here (read as a fallback
+                                       when there is no blob; ``blobs.migrate_blobs`` moves them)
+{P}:x:{n}                      hash    the article's bulky fields (its blob), in partition slot
+                                       {P} = PARTITION_TAGS[n % 48], so that memory spreads over
+                                       every master: ver (the article version they belong to),
+                                       sig (uint32 x num_perm), repeated (JSON), text (cleaned
+                                       text: zstd of GB18030, a lossless Unicode encoding that
+                                       is compact for Chinese; zlib in data written before),
+                                       page (the page as submitted, packed like text, when it
+                                       is more than the kept text), lines (JSON {"bp":
+                                       boilerplate line indices, "title": title line indices} of
+                                       page). Written before the step that makes the article
+                                       visible, deleted after the one that removes it (see
+                                       newsdedup/storage/blobs.py)
 nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
@@ -103,6 +112,13 @@ one table for all bands (``nd:bands`` state, ``nd:band:{band}:{bucket}`` buckets
 to the ``{nd}:`` prefix with the rest by storage/migrate.py first) and, before it, fixed
 bucket hashes ``nd:lsh:{band}:{bucket}``.
 
+Blob partitions: ``PARTITIONS`` = 48 hash tags, one per partition, spread evenly over the
+16,384 slots (48 divides over 2, 3, 4, 6, 8, 12, 16 masters). The tags are chosen, not named
+(``{nd.p0}``..``{nd.p47}`` fall unevenly on equal slot ranges): tag ``i`` is the first string
+``nd.p<i>``, then ``nd.p<i>.<k>`` (k = 0, 1, ...), whose slot lies in
+``[i*16384//48, (i+1)*16384//48)``, so any split of the slots into equal ranges holds the same
+number of partitions. A blob is one key: every write and read of it is in one slot.
+
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge
 the smaller number wins and the other is recorded in ``nd:calias``.
@@ -145,11 +161,35 @@ LEGACY_BANDS = PREFIX + "bands"
 # old names that storage/migrate.py does not rename: the band table moves its own legacy layouts
 LEGACY_BAND_PREFIXES = (LEGACY_LSH_PREFIX,)
 
-# Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
-# signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash
+# Redis settings the layout relies on: article hashes (a few dozen small fields), their blobs (values up
+# to a few KB: signature, compressed text) and small boilerplate hashes stay compact only in the small hash
 # encoding. Passed to the embedded redis-server and raised by workers on a Redis that has lower limits.
 HASH_ENCODING = {"hash-max-ziplist-entries": 1024, "hash-max-ziplist-value": 4096}
 BP_DOCS_FIELD = b"#docs"
+
+
+PARTITIONS = 48
+SLOTS = 16384
+BLOB_FIELDS = ("sig", "text", "page", "lines", "repeated")  # moved from nd:a:{n} to the article's blob
+BLOB_MATCH = "{nd.p*}:x:*"  # SCAN pattern of every blob
+
+
+def _partition_tag(i: int) -> str:
+    """The first of ``nd.p<i>``, ``nd.p<i>.0``, ``nd.p<i>.1``... whose slot is in partition i's range."""
+    lo, hi = i * SLOTS // PARTITIONS, (i + 1) * SLOTS // PARTITIONS
+    for k in range(-1, 1 << 20):
+        tag = f"nd.p{i}" if k < 0 else f"nd.p{i}.{k}"
+        if lo <= key_slot(tag.encode()) < hi:
+            return tag
+    raise AssertionError(f"no tag found for partition {i}")  # pragma: no cover - CRC16 covers every range
+
+
+PARTITION_TAGS = tuple(_partition_tag(i) for i in range(PARTITIONS))
+
+
+def blob(n: int) -> str:
+    """Article ``n``'s blob: its bulky fields, in partition slot ``n % PARTITIONS``."""
+    return f"{{{PARTITION_TAGS[n % PARTITIONS]}}}:x:{n}"
 
 
 def article(n: int) -> str:

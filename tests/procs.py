@@ -631,11 +631,14 @@ def check_index_invariants(r: redis.Redis) -> None:
     nums = {n: i for i, n in article_numbers(r).items()}
     owed = pending_unbands(r)
     assert not owed & set(nums), "an article still stored is listed in nd:unband"
+    banded: set[int] = set()
     for band, buckets in band_table(r).items():
         for bucket, entries in buckets.items():
             assert len(entries) == len(set(entries)), f"band {band} bucket {bucket} holds an entry twice"
             unknown = {m for _, m in entries} - set(nums) - owed
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
+            banded.update(m for _, m in entries)
+    check_blobs(r, sorted(nums), banded)
     member_of: dict[int, str] = {}
     explicit = {key.decode()[len(keys.PREFIX + "cm:"):] for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000)}
     records = {key.decode()[len(keys.PREFIX + "c:"):] for key in r.scan_iter(match=keys.PREFIX + "c:*", count=1000)}
@@ -684,19 +687,48 @@ def check_index_invariants(r: redis.Redis) -> None:
                             f"articles name unlisted clusters: {named - listed}"
 
 
+def check_blobs(r: redis.Redis, numbers: list[int], banded: set[int]) -> None:
+    """Every article in the band table has its signature in its blob (or, stored before blobs, in its hash);
+    a done article's blob holds the version it was indexed at."""
+    pipe = r.pipeline(transaction=False)
+    for n in numbers:
+        pipe.hmget(keys.article(n), "status", "iver", "sig").hmget(keys.blob(n), "ver", "sig")
+    replies = pipe.execute()
+    for k, n in enumerate(numbers):
+        (status, iver, legacy_sig), (ver, sig) = replies[2 * k], replies[2 * k + 1]
+        if ver is None:  # stored before blobs: the fields are still in the article hash
+            assert n not in banded or legacy_sig, f"article {n} is in the band table without a signature"
+            continue
+        assert legacy_sig is None, f"article {n} has a blob and a signature in its hash"
+        assert n not in banded or sig, f"article {n} is in the band table, its blob has no signature"
+        if status == b"done":
+            assert ver == iver, f"done article {n} was indexed at version {iver!r}, its blob is {ver!r}"
+
+
+def orphan_blobs(r: redis.Redis) -> set[int]:
+    """Numbers of blobs whose article is not stored."""
+    blobs = {int(k.rsplit(b":", 1)[1]) for k in r.scan_iter(match=keys.BLOB_MATCH, count=1000)}
+    return blobs - {int(n) for n in r.hvals(keys.IDS)}
+
+
 def stored_traces(r: redis.Redis, n: int, article_id: str, band_numbers: set[int]) -> dict[str, bool]:
-    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries."""
+    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries,
+    bulky fields (its blob, or its hash for an article stored before blobs)."""
     return {"record": bool(r.exists(keys.article(n))), "payload": bool(r.exists(keys.payload(n))),
             "id": r.hget(keys.IDS, article_id) == str(n).encode(), "expiry": r.zscore(keys.EXPIRY, n) is not None,
-            "bands": n in band_numbers}
+            "bands": n in band_numbers,
+            "blob": bool(r.exists(keys.blob(n)) or r.hexists(keys.article(n), "sig"))}  # or stored before blobs
 
 
-def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple[set[str], set[str]]:
+def check_removal_invariants(r: redis.Redis, before: Mapping[str, int], crashed: bool = False
+                             ) -> tuple[set[str], set[str]]:
     """Every article of ``before`` (id -> number; done, indexed) is wholly there or wholly gone.
 
     Returns (kept ids, removed ids). Also checks the index invariants, that the time index names
-    only stored articles, that no cluster names a removed article and that the zsets only hold
-    clusters that exist.
+    only stored articles, that no blob is left of a removed article (a clean removal: a crash between
+    the transaction and the blob deletes may leave one), that no cluster names a removed article and
+    that the zsets only hold clusters that exist. ``crashed``: a remover was killed, so blobs of
+    removed articles may be left (orphans: harmless, never read).
     """
     check_index_invariants(r)
     numbers = {m for _, m in band_entries(r)} - pending_unbands(r)  # owed entries: removed, to be taken out
@@ -704,13 +736,16 @@ def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple
     for i, n in before.items():
         traces = stored_traces(r, n, i, numbers)
         if traces["record"]:
-            assert traces == {**traces, "id": True, "expiry": True, "bands": True}, (i, n, traces)
+            assert traces == {**traces, "id": True, "expiry": True, "bands": True, "blob": True}, (i, n, traces)
             kept.add(i)
         else:
+            if crashed:
+                traces.pop("blob")
             assert not any(traces.values()), f"article {i} ({n}) is half removed: {traces}"
             removed.add(i)
     stored = {int(n) for n in r.hvals(keys.IDS)}
     assert {int(m) for m in r.zrange(keys.EXPIRY, 0, -1)} == stored, "time index and stored articles differ"
+    assert crashed or not orphan_blobs(r), f"blobs of removed articles are left: {orphan_blobs(r)}"
     gone = {before[i] for i in removed}
     for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000):
         assert not {int(m) for m in r.smembers(key)} & gone, f"{key!r} names removed articles"

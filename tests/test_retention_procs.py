@@ -83,7 +83,7 @@ def test_articles_expire_under_running_workers(redis_server: RedisServer, redis_
     st = d.stats()
     assert st["expired"] == len(corpus.articles) and st["clusters"] == 0
     assert st["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
-    kept, removed = check_removal_invariants(r, before)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     assert kept == set() and removed == set(before)
     nothing_left(r)
     for i in corpus.ids():
@@ -148,7 +148,9 @@ def test_worker_sigkilled_mid_sweep_leaves_nothing_half_removed(redis_server: Re
     wait_until(frozen_mid_sweep, 30, interval=0.002, message="worker A to be in the middle of its sweep")
     a.kill()
     assert r.pttl(keys.SWEEP_LEASE) > 0  # the dead worker's lease is still there: it runs out by itself
-    kept, removed = check_removal_invariants(r, before)  # every article wholly there or wholly gone
+    # every article wholly there or wholly gone (A may die between a removal and its blob deletes:
+    # orphan blobs are allowed, see newsdedup/storage/blobs.py)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     print(f"killed A mid-sweep: {len(removed)} removed, {len(kept)} left")
     assert kept and removed
     assert d.stats()["expired"] == len(removed)
@@ -156,7 +158,7 @@ def test_worker_sigkilled_mid_sweep_leaves_nothing_half_removed(redis_server: Re
     b = procs.worker(redis_server.url, "sweeper-b", **WINDOW)
     wait_until(lambda: b.check_alive() or (r.hlen(keys.IDS) == 0 and not r.exists(keys.SWEEP_LEASE)), 30,
                message="worker B to take the lease over and finish the sweep")
-    kept, removed = check_removal_invariants(r, before)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     assert kept == set() and removed == set(before)
     assert d.stats()["expired"] == total
     nothing_left(r)

@@ -1,12 +1,14 @@
 """The one path that takes articles out of Redis: ``DELETE /v1/articles/<id>`` and the retention sweeper.
 
 A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`):
-record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster membership,
-its headline search record, the line shapes it taught its source's boilerplate state, and
-counters, all or nothing; then their band entries, one call per band group (other slots). A
+record, payload, id mapping, time-index entry, cluster membership, its headline search record,
+the line shapes it taught its source's boilerplate state, and counters, all or nothing. A
 concurrent change (a worker indexing or clustering one of them, a re-post) fails the checks and
 the batch is read again, so nothing is ever half removed and running a removal twice (a sweeper
-killed and restarted) is harmless.
+killed and restarted) is harmless. Right after that transaction, in other slots: the articles'
+band entries, one call per band group (the transaction records them as owed in ``nd:unband``,
+so a crash in between is paid by the next removal), then their blobs (signature, kept text:
+:mod:`newsdedup.storage.blobs`).
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses), and stays explicit when
@@ -29,6 +31,7 @@ from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
 from newsdedup.observe import events
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, unpack_sig
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key
@@ -81,6 +84,9 @@ class Removal:
         """The transaction removing ``numbers`` as they are now (reads the records and their clusters)."""
         rows = self.engine.scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)
         recs = {n: dict(zip(FIELDS, row)) for n, row in zip(numbers, rows)}
+        legacy = [{b"sig": rec["sig"]} if rec["sig"] is not None else {} for rec in recs.values()]
+        for rec, got in zip(recs.values(), blobs.read(self.r, numbers, ("sig",), legacy)):
+            rec["sig"] = got.get(b"sig")  # the signature it was indexed with, from its blob
         txn = Txn()
         done = Removed(ids=[])
         if expect_id is not None:
@@ -155,6 +161,8 @@ class Removal:
         # gone is skipped by readers, and the debt recorded in the transaction outlives a crash
         self._unband(done.unindex)
         done.unindex = []
+        # then the blobs: a crash before this leaves orphan blobs (harmless, never read)
+        blobs.drop(self.r, numbers)
         return done
 
     def _unband(self, items: list[tuple[int, Any]]) -> None:
