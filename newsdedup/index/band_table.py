@@ -22,7 +22,7 @@ from newsdedup.config import Config
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
 from newsdedup.storage.records import decoded, distinct_members, n4
-from newsdedup.storage.redis_client import require_single_node
+from newsdedup.storage.redis_client import check_mode
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
 
@@ -73,7 +73,7 @@ class BandTable:
         """
         if self._index_ok and not recheck:
             return
-        require_single_node(self.r)  # the scripts are not slot-legal yet: refuse a cluster before writing
+        check_mode(self.r)  # a single-node client on a cluster node: refuse before writing, not MOVED midway
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))
@@ -133,7 +133,7 @@ class BandTable:
             argv.extend((txn.k(key), n4(n), ver, values_le.get(i, b""), len(values)))
             for k, v in values.items():
                 argv.extend((k, v))
-        res = self.scripts.index(keys=txn.keys, args=argv)
+        res = self.scripts.call(self.scripts.index, txn.keys, argv)  # waits for replicas when configured
         return [None if packed is None or packed is False
                 else distinct_members(packed, exclude=row[1])[:MAX_CANDIDATES]
                 for row, packed in zip(rows, res)]
