@@ -13,7 +13,7 @@ the queue does not grow and memory measures the index, not a backlog), until at 
 ``used_memory``, articles stored, band-table state, boilerplate fields, keys with a TTL
 (tombstones); then throughput with the sweeper on and off, and the longest Redis calls the
 sweeper made, from SLOWLOG (``slowlog-log-slower-than`` lowered to 200 µs and drained every
-0.5 s; a sweeper call is a TRANSACT that writes a tombstone key ``nd:gone:*``).
+0.5 s; a sweeper call is a TRANSACT that writes a tombstone key ``{nd}:gone:*``).
 
 Articles: a fast synthetic stream (``Stream`` below) built from the sentences of
 ``benchlib.Synthetic`` drafts: 1,000-1,500 characters, half Chinese, half English, 24 sources,
@@ -159,7 +159,7 @@ class Sampler(threading.Thread):
             cmd = e.get("command") or b""
             cmd = cmd if isinstance(cmd, bytes) else str(cmd).encode()
             us = int(e["duration"])
-            if b"nd:gone:" in cmd:
+            if (keys.PREFIX + "gone:").encode() in cmd:
                 self.sweep_calls.append(us)
                 continue
             self.other_calls.append(us)

@@ -91,7 +91,11 @@ the smaller number wins and the other is recorded in ``nd:calias``.
 
 from __future__ import annotations
 
-PREFIX = "nd:"
+# Every key but the LSH band table shares the hash tag {nd} (slot 1031): on a Redis Cluster each
+# transaction of today (submit, placement + done + ack, delete, removal) stays one atomic script in
+# one slot. Data written before the cluster schema used the prefix "nd:" (see storage/migrate.py).
+PREFIX = "{nd}:"
+OLD_PREFIX = "nd:"
 
 SEQ = PREFIX + "seq"
 IDS = PREFIX + "ids"
@@ -113,7 +117,9 @@ BAND_PREFIX = PREFIX + "band:"  # + "{band}:{bucket}", named inside the scripts 
 BANDS = PREFIX + "bands"
 EXPIRY = PREFIX + "expiry"
 SWEEP_LEASE = PREFIX + "sweep"
-LEGACY_LSH_PREFIX = PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
+LEGACY_LSH_PREFIX = OLD_PREFIX + "lsh:"  # fixed bucket hashes of indexes built before the band table
+# old names that storage/migrate.py does not rename: the band table moves its own legacy layouts
+LEGACY_BAND_PREFIXES = (LEGACY_LSH_PREFIX,)
 
 # Redis settings the layout relies on: article hashes (a few dozen fields, values up to a few KB:
 # signature, compressed text) and small boilerplate hashes stay compact only in Redis's small hash

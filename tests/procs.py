@@ -515,7 +515,7 @@ def statuses(r: redis.Redis, ids: Iterable[str]) -> dict[str, str | None]:
     ids = list(ids)
     pipe = r.pipeline(transaction=False)
     for i in ids:
-        pipe.hget(keys.article(nums[i]) if i in nums else "nd:none", "status")
+        pipe.hget(keys.article(nums[i]) if i in nums else keys.PREFIX + "none", "status")
     return {i: (s.decode() if s is not None else None) for i, s in zip(ids, pipe.execute())}
 
 
@@ -621,8 +621,8 @@ def check_index_invariants(r: redis.Redis) -> None:
             unknown = {m for _, m in entries} - set(nums)
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
     member_of: dict[int, str] = {}
-    explicit = {key.decode()[len("nd:cm:"):] for key in r.scan_iter(match="nd:cm:*", count=1000)}
-    records = {key.decode()[len("nd:c:"):] for key in r.scan_iter(match="nd:c:*", count=1000)}
+    explicit = {key.decode()[len(keys.PREFIX + "cm:"):] for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000)}
+    records = {key.decode()[len(keys.PREFIX + "c:"):] for key in r.scan_iter(match=keys.PREFIX + "c:*", count=1000)}
     assert records == explicit, f"cluster records without members {records - explicit}, " \
                                 f"member sets without a record {explicit - records}"
     sizes = {c.decode(): int(sc) for c, sc in r.zrange(keys.CLUSTER_SIZES, 0, -1, withscores=True)}
@@ -646,7 +646,7 @@ def check_index_invariants(r: redis.Redis) -> None:
     rows = pipe.execute()
     assert set(sizes) <= explicit, f"nd:csizes lists clusters without members: {set(sizes) - explicit}"
     heads = sorted(h for _, _, h in rows if h is not None)
-    stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match="nd:heads:*", count=1000)
+    stored = sorted(rec + keys.HEADLINE_SEP.encode() for key in r.scan_iter(match=keys.PREFIX + "heads:*", count=1000)
                     for rec in (r.get(key) or b"").split(keys.HEADLINE_SEP.encode())[:-1])
     assert stored == heads, "the headline records disagree with the articles' head fields"
     named: set[str] = set()
@@ -696,7 +696,7 @@ def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple
     stored = {int(n) for n in r.hvals(keys.IDS)}
     assert {int(m) for m in r.zrange(keys.EXPIRY, 0, -1)} == stored, "time index and stored articles differ"
     gone = {before[i] for i in removed}
-    for key in r.scan_iter(match="nd:cm:*", count=1000):
+    for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000):
         assert not {int(m) for m in r.smembers(key)} & gone, f"{key!r} names removed articles"
     for zkey in (keys.CLUSTERS, keys.SINGLES):
         for c in r.zrange(zkey, 0, -1):

@@ -49,8 +49,9 @@ def nothing_left(r: redis.Redis) -> None:
     """No article, cluster, band entry, time-index entry or learned line shape is left; the band table counts 0."""
     assert r.hlen(keys.IDS) == 0 and r.zcard(keys.EXPIRY) == 0
     assert band_entries(r) == [] and int(r.hget(keys.BANDS, "entries") or 0) == 0
-    left = [k for pattern in ("nd:a:*", "nd:p:*", "nd:c:*", "nd:cm:*", keys.BAND_PREFIX + "*", keys.boilerplate("*"))
-            for k in r.scan_iter(match=pattern, count=1000)]
+    patterns = [keys.PREFIX + s for s in ("a:*", "p:*", "c:*", "cm:*")]
+    patterns += [keys.BAND_PREFIX + "*", keys.boilerplate("*")]
+    left = [k for pattern in patterns for k in r.scan_iter(match=pattern, count=1000)]
     assert left == []
     assert r.zcard(keys.CLUSTERS) == 0 and r.zcard(keys.SINGLES) == 0
 

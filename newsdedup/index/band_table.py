@@ -21,6 +21,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
+from newsdedup.storage.migrate import migrate_prefix
 from newsdedup.storage.records import decoded, distinct_members, n4
 from newsdedup.storage.redis_client import check_mode
 from newsdedup.storage.scripts import Scripts
@@ -74,6 +75,7 @@ class BandTable:
         if self._index_ok and not recheck:
             return
         check_mode(self.r)  # a single-node client on a cluster node: refuse before writing, not MOVED midway
+        migrate_prefix(self.r)  # data written before the cluster schema: renamed once, before any write
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)
         stored = decoded(self.r.hget(keys.META, "index"))
