@@ -42,7 +42,7 @@ def transient(exc: BaseException) -> bool:
     A CROSSSLOT reply or the cluster client's "same key slot" refusal is a bug in a key schema, not
     an outage: it is not transient, so it surfaces (500, and in tests).
     """
-    if isinstance(exc, StorageUnavailable | REDIS_DOWN):
+    if isinstance(exc, (StorageUnavailable, *REDIS_DOWN)):
         return True
     if isinstance(exc, redis.exceptions.ClusterCrossSlotError):
         return False
