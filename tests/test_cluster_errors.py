@@ -17,7 +17,8 @@ from newsdedup.errors import StorageUnavailable
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer
 from newsdedup.storage.redis_client import CLUSTER_RETRIES
-from newsdedup.storage.txn import storage_errors, transient
+from newsdedup.storage.scripts import Scripts
+from newsdedup.storage.txn import Txn, storage_errors, transient
 from service.app import create_app
 from tests.procs import wait_until
 from workers.consumer import process_available
@@ -147,3 +148,41 @@ def test_wait_on_a_cluster_uses_the_slot_masters_connection(redis_cluster: Redis
         assert on_replica.hexists(keys.IDS, f"w{i}")
     cc.close()
     on_replica.close()
+
+
+def _move_empty_slot(cluster: RedisCluster, slot: int, to: RedisServer) -> None:
+    """Give an empty slot to another master (what the end of a resharding does), known to every node."""
+    new_id = to.client().execute_command("CLUSTER", "MYID").decode()
+    to.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_id)
+    for m in cluster.live_masters():
+        if m is not to:
+            m.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_id)
+    cluster.wait_healthy()
+
+
+@pytest.mark.slow
+def test_a_waited_write_follows_a_moved_slot(redis_cluster: RedisCluster) -> None:
+    """The [script, WAIT] pipeline goes to the slot's master directly: after the slot moved, the MOVED answer
+    refreshes the client's slot map and the write lands (and is waited for) on the new owner."""
+    cluster = redis_cluster
+    cluster.wait_healthy()
+    cc = cluster.client()
+    cc.flushall()
+    client = ClusterClient.from_url(cluster.url)
+    scripts = Scripts(client, wait_replicas=1, wait_timeout_ms=5000)
+    assert scripts.run(Txn().hset(keys.META, {"before": 1}))
+    slot = client.keyslot(keys.META)
+    old = next(n for n in cluster.nodes if n.port == client.get_node_from_key(keys.META).port)
+    new = next(m for m in cluster.live_masters() if m is not old)
+    cc.flushall()
+    _move_empty_slot(cluster, slot, new)
+    try:
+        assert client.get_node_from_key(keys.META).port == old.port  # the client's map is stale
+        assert scripts.run(Txn().hset(keys.META, {"after": 1}))
+        assert new.client().hget(keys.META, "after") == b"1"
+        assert client.get_node_from_key(keys.META).port == new.port
+    finally:
+        cc.flushall()
+        _move_empty_slot(cluster, slot, old)
+        client.close()
+        cc.close()

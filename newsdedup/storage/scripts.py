@@ -110,15 +110,10 @@ class Scripts:
                        for k in range(0, len(flat), 2))
         return out
 
-    def run(self, txn: Txn, client: redis.Redis | None = None) -> bool:
-        """Apply a transaction; False when a check failed (the caller re-reads and retries).
-
-        With ``client`` (a pipeline) the call is only queued and nothing waits for replicas.
-        """
+    def run(self, txn: Txn) -> bool:
+        """Apply a transaction (waiting for replicas when configured); False when a check failed (the
+        caller re-reads and retries)."""
         if not txn.keys:
-            return True
-        if client is not None:
-            self.transact(keys=txn.keys, args=txn.argv, client=client)
             return True
         res = self.call(self.transact, txn.keys, txn.argv)
         return bool(int(res[0]) == 1)
