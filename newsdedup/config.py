@@ -40,8 +40,10 @@ NEWSDEDUP_AUTH_READS               false            also require a key for reads
 NEWSDEDUP_RATE_LIMIT               6000             requests per minute per client (0 = off)
 NEWSDEDUP_REDIS_TIMEOUT            5                Redis socket timeout, seconds
 NEWSDEDUP_REDIS_CLUSTER            auto             REDIS_URL is a Redis Cluster node: true|false, or
-                                                    auto: ask it (INFO cluster). Cluster mode is not
-                                                    supported yet and is refused (docs/cluster.md)
+                                                    auto: ask it (INFO cluster); a cluster node is
+                                                    used through redis-py's cluster client
+NEWSDEDUP_WAIT_REPLICAS            0                replicas that must hold a write before a 202 or
+                                                    a done (WAIT; else 503, the entry stays pending)
 NEWSDEDUP_LOG_LEVEL                INFO             logging level
 NEWSDEDUP_LOG_FORMAT               text             text, or json: one object per line (time, level,
                                                     logger, message, request_id and other fields)

@@ -30,7 +30,7 @@ from .ui import page_guard, register_pages
 
 
 def make_redis(config: Config) -> Client:
-    """The API's client: :func:`newsdedup.storage.redis_client.connect` (bounded timeouts; a cluster is refused)."""
+    """The API's client: :func:`newsdedup.storage.redis_client.connect` (bounded timeouts; one node or a cluster)."""
     return connect(config)
 
 

@@ -48,7 +48,10 @@ def tune_redis(client: Any) -> None:
     """
     if isinstance(client, RedisCluster):
         for node in client.get_nodes():
-            tune_redis(client.get_redis_connection(node))
+            try:
+                tune_redis(client.get_redis_connection(node))
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("cannot tune Redis node %s now (%s); it keeps its settings", node.name, exc)
         return
     for name, want in keys.HASH_ENCODING.items():
         try:
