@@ -21,7 +21,7 @@ from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn, storage_errors, transient
 from service.app import create_app
 from tests.procs import wait_until
-from workers.consumer import process_available
+from workers.consumer import Worker, process_available
 
 log = logging.getLogger(__name__)
 TEXT = "The council approved the new budget for the city library on Tuesday evening after a long debate."
@@ -104,6 +104,7 @@ def test_a_killed_master_is_a_bounded_503_then_nothing_acknowledged_is_lost(redi
     restarted = False
     try:
         gap = [post() for _ in range(3)]  # the slot's master is dead: 503 until ...
+        ready = api.get("/readyz")  # readiness asks the data slot's master, not any node
         cluster.wait_for_failover(killed)
         # ... its replica is promoted; it has no replica of its own yet, so WAIT 1 still cannot be met
         promoted_alone = post()
@@ -113,6 +114,7 @@ def test_a_killed_master_is_a_bounded_503_then_nothing_acknowledged_is_lost(redi
         wait_until(lambda: post() == 202, 30, interval=0.2, message="a 202 once the slot has a replica again")
         log.warning("failover with WAIT_REPLICAS=1: statuses %s, seconds %s", statuses, [round(x, 2) for x in seconds])
         assert gap == [503, 503, 503] and promoted_alone == 503, statuses
+        assert ready.status_code == 503 and ready.headers["Retry-After"].isdigit()
         assert set(statuses) <= {202, 503}, statuses
         # a hang detector, not a performance figure: each attempt is bounded by the socket timeout
         assert max(seconds) < (CLUSTER_RETRIES + 1) * (timeout + 0.5) + 5, seconds
@@ -186,3 +188,31 @@ def test_a_waited_write_follows_a_moved_slot(redis_cluster: RedisCluster) -> Non
         _move_empty_slot(cluster, slot, old)
         client.close()
         cc.close()
+
+
+@pytest.mark.slow
+def test_a_worker_leaves_its_entries_pending_while_the_data_slot_has_no_master(one_master: RedisCluster) -> None:
+    """CLUSTERDOWN (the slot is served by nobody) in a worker: a transient error, no attempt counted, nothing
+    failed; once the slot is served again the article is processed."""
+    node = one_master.nodes[0].client()
+    cc = ClusterClient.from_url(one_master.url)
+    cc.flushall()
+    cfg = Config.from_env({}, redis_url=one_master.url, rate_limit=0, visibility_timeout=0.5)
+    api = create_app(cfg).test_client()
+    assert api.post("/v1/articles", json={"id": "a", "title": "Budget", "text": TEXT}).status_code == 202
+    worker = Worker(ClusterClient.from_url(one_master.url), cfg, name="w1")
+    slot = cc.keyslot(keys.QUEUE)
+    node.execute_command("CLUSTER", "DELSLOTS", slot)
+    try:
+        with pytest.raises(Exception) as err:  # noqa: PT011 - which one redis-py raises is the point
+            worker.step(block_ms=None)
+        assert transient(err.value), repr(err.value)
+        log.warning("worker step with the data slot unserved: %r", err.value)
+    finally:
+        node.execute_command("CLUSTER", "ADDSLOTS", slot)
+    wait_until(lambda: b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO"), 10)
+    n = int(node.hget(keys.IDS, "a") or 0)
+    assert node.hget(keys.article(n), "attempts") == b"0" and node.hget(keys.article(n), "status") == b"queued"
+    assert process_available(ClusterClient.from_url(one_master.url), cfg) == 1
+    assert api.get("/v1/articles/a").get_json()["status"] == "done"
+    cc.close()
