@@ -28,7 +28,8 @@ def main() -> None:
         for case in ("SIGKILL", "SIGSTOP"):
             cfg = Config.from_env({}, redis_url=cluster.url, rate_limit=0, redis_timeout=timeout)
             api = create_app(cfg).test_client()
-            assert api.post("/v1/articles", json={"id": f"{case}-0", "text": "words to store before"}).status_code == 202
+            first = api.post("/v1/articles", json={"id": f"{case}-0", "text": "words to store before"})
+            assert first.status_code == 202, first.data
             probe = cluster.client()
             owner = next(n for n in cluster.nodes if n.port == probe.get_node_from_key(keys.IDS).port)
             probe.close()
