@@ -1,32 +1,32 @@
-"""The Lua scripts newsdedup runs in Redis (``lua/*.lua``); every key they touch is in KEYS but band-table buckets.
+"""The Lua scripts newsdedup runs in Redis (``lua/*.lua``); every key a script touches is in its KEYS.
 
 ``transact.lua`` is a small compare-and-set interpreter: Python reads a snapshot,
 decides (clustering policy, submissions, deletes) and sends the checks that
 must still hold plus the writes to make; Redis runs the checks and the writes
 atomically or nothing at all. Policy stays in testable Python, atomicity in Redis.
 
-``index.lua`` inserts a batch into the LSH band table and returns, for each
-article, the members that already shared a band value with it. Insert-and-read
-in one atomic step means two copies processed at the same moment by two
-workers can never miss each other: whichever is inserted second sees the first.
+``band_group.lua`` inserts a batch into one band group's LSH table and returns, for
+each article, the members that already shared a band value with it (or looks values
+up, or removes entries). Insert-and-read in one atomic step per group means two
+copies processed at the same moment by two workers can never miss each other: both
+insert-and-reads of a band value they share run in the same group's script, and
+whichever runs second sees the first. The table is a linear hash table (Litwin) over
+Redis strings, described in :mod:`newsdedup.keys`; the client names every bucket the
+script may need in KEYS (:mod:`newsdedup.index.band_groups`), so the script builds no key
+name and all keys of a call share the group's hash slot. ``features.lua`` writes the
+articles' features (version-checked) before their band entries.
 
-The band table is a linear hash table (Litwin) over Redis strings, described in
-:mod:`newsdedup.keys`. Its bucket keys follow from the table's state, which only
-a script can read atomically, so the scripts that touch it (``index.lua``,
-``lookup.lua``, ``transact.lua``'s ``unband``, ``migrate_buckets.lua``) name bucket keys
-themselves from a prefix they are given: those keys are not in KEYS.
-
-Durability (``NEWSDEDUP_WAIT_REPLICAS=N``): every write a 202 or a ``done`` depends on goes through
-:meth:`Scripts.call` (``run`` uses it), which then pipelines ``[EVALSHA, WAIT N timeout]`` on ONE
-connection to the master owning the script's slot, because WAIT counts the replication offset of
-its own connection's writes. Fewer acknowledgements than N raise :class:`StorageUnavailable`: the
-write may or may not survive a failover, and the caller answers 503 (API) or leaves the queue
-entry pending (worker); every write here is idempotent, so the retry is safe.
+Durability (``NEWSDEDUP_WAIT_REPLICAS=N``): every write a 202 or a ``done`` depends on (``run``,
+``features``, ``band_groups``) is followed by ``WAIT N timeout`` ON THE SAME CONNECTION, to the
+master owning the call's slot, because WAIT counts the replication offset of its own connection's
+writes (:meth:`Scripts.call`; band-group calls are pipelined per node, WAIT last). Fewer
+acknowledgements than N raise :class:`StorageUnavailable`: the write may or may not survive a
+failover, and the caller answers 503 (API) or leaves the queue entry pending (worker); every
+write here is idempotent or version-checked, so the retry is safe.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import AskError, MovedError, TryAgainError
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
 from newsdedup.errors import StorageUnavailable
 from newsdedup.storage.txn import Arg, Txn
@@ -44,7 +44,7 @@ from newsdedup.storage.txn import Arg, Txn
 _REDIRECTS = 5
 
 # scripts that run after the band-table library (band_table.lua): they read or write buckets
-_NEEDS_BAND_TABLE = frozenset({"transact", "index", "lookup", "migrate_buckets"})
+_NEEDS_BAND_TABLE = frozenset({"band_group"})
 
 
 @cache
@@ -65,18 +65,42 @@ class Scripts:
 
     def __init__(self, client: redis.Redis | RedisCluster, wait_replicas: int = 0, wait_timeout_ms: int = 5000
                  ) -> None:
-        self.r = client
+        self.client = client
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self.transact: Script = client.register_script(source("transact"))
-        self.index: Script = client.register_script(source("index"))
-        self.lookup: Script = client.register_script(source("lookup"))
-        self.migrate_buckets: Script = client.register_script(source("migrate_buckets"))
+        self._features: Script = client.register_script(source("features"))
+        self._band_group: Script = client.register_script(source("band_group"))
         self.boilerplate: Script = client.register_script(source("boilerplate"))
         self.prune_boilerplate: Script = client.register_script(source("prune_boilerplate"))
         self._hmget_flat: Script = client.register_script(source("hmget_flat"))
         self._load: Script = client.register_script(source("load"))
         self._cluster_state: Script = client.register_script(source("cluster_state"))
+
+    def features(self, keys: Sequence[str], args: Sequence[Any]) -> list[bool]:
+        """Write articles' features where their version still holds (``features.lua``); written or not, per article."""
+        return [bool(int(x)) for x in self.call(self._features, keys, args)]
+
+    def band_groups(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Band-group script calls (keys, args), one per group, in one round trip.
+
+        A non-transactional pipeline (on a cluster client, a ClusterPipeline that sends one
+        batch per node): each call stays atomic on its own, which is all insert-and-read needs.
+        """
+        if self.wait_replicas:
+            return self._calls_and_wait(self._band_group, calls)
+        if len(calls) == 1:
+            return [self._band_group(keys=list(calls[0][0]), args=list(calls[0][1]))]
+        pipe = self.client.pipeline(transaction=False)
+        for k, a in calls:  # EVALSHA as a plain command: a ClusterPipeline refuses Script objects
+            pipe.execute_command("EVALSHA", self._band_group.sha, len(k), *k, *a)
+        res: list[Any] = pipe.execute(raise_on_error=False)
+        for i, got in enumerate(res):
+            if isinstance(got, NoScriptError):  # a node that has not seen the script (restarted, new)
+                res[i] = self._band_group(keys=list(calls[i][0]), args=list(calls[i][1]))
+            elif isinstance(got, Exception):
+                raise got
+        return res
 
     def hmget_many(self, hash_keys: Sequence[str], fields: Sequence[str]) -> list[list[bytes | None]]:
         """The same fields of many hashes: one command per 1,000 keys instead of one per key."""
@@ -124,18 +148,56 @@ class Scripts:
         if not self.wait_replicas or not keys:
             return script(keys=list(keys), args=list(args))
         res, acked = self._call_and_wait(script, list(keys), list(args))
-        if acked < self.wait_replicas:
+        self._check_acked(acked)
+        return res
+
+    def _check_acked(self, acked: Any) -> None:
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.wait_replicas:
             raise StorageUnavailable(f"a write reached {acked} of the {self.wait_replicas} replicas "
                                      f"NEWSDEDUP_WAIT_REPLICAS asks for within {self.wait_timeout_ms} ms; retry "
                                      "shortly (it is safe: writes are idempotent)")
-        return res
+
+    def _calls_and_wait(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Several calls of one write script, each atomic on its own: one pipeline per master (the one
+        owning each call's slot) ending with WAIT. A call redirected (MOVED/ASK/TRYAGAIN) is redone alone
+        through :meth:`call`, which follows the redirection and waits for itself."""
+        by_node: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for i, (k, _a) in enumerate(calls):
+            if isinstance(self.client, RedisCluster):
+                node = self.client.get_node_from_key(k[0])
+                by_node.setdefault(node.name, (self.client.get_redis_connection(node), []))[1].append(i)
+            else:
+                by_node.setdefault("", (self.client, []))[1].append(i)
+        out: list[Any] = [None] * len(calls)
+        for conn, idx in by_node.values():
+            pipe = conn.pipeline(transaction=False)
+            for i in idx:
+                script(keys=list(calls[i][0]), args=list(calls[i][1]), client=pipe)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                res = pipe.execute(raise_on_error=False)
+            except redis.exceptions.ConnectionError:
+                if isinstance(self.client, RedisCluster):
+                    self.client.nodes_manager.initialize()  # a dead master: the next call reads who owns it now
+                raise
+            for i, got in zip(idx, res):
+                if isinstance(got, AskError | TryAgainError):  # MovedError is an AskError
+                    out[i] = self.call(script, calls[i][0], calls[i][1])
+                elif isinstance(got, Exception):
+                    raise got
+                else:
+                    out[i] = got
+            self._check_acked(res[-1])
+        return out
 
     def _call_and_wait(self, script: Script, keys: list[str], args: list[Arg]) -> tuple[Any, int]:
         """``[EVALSHA, WAIT]`` in one pipeline on one connection: the client's own, or on a cluster the
         connection of the master owning ``keys[0]``'s slot (redirections refresh the slot map and retry)."""
-        if not isinstance(self.r, RedisCluster):
-            return self._pipe(self.r, script, keys, args, asking=False)
-        cluster = self.r
+        if not isinstance(self.client, RedisCluster):
+            return self._pipe(self.client, script, keys, args, asking=False)
+        cluster = self.client
         node, asking = cluster.get_node_from_key(keys[0]), False
         for attempt in range(_REDIRECTS):
             try:
