@@ -27,6 +27,7 @@ write here is idempotent or version-checked, so the retry is safe.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
