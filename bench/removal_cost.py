@@ -132,7 +132,7 @@ def remove_all(data_dir: Path, batch: int, slowlog_us: int = SLOWLOG_US, aof: bo
                 server_ms += [e[2] / 1000 for e in log if len(e[3]) > 1 and e[3][1] == sha]
             used = cpu(r) - cpu0
             stats = r.info("commandstats")
-            left = sum(1 for k in r.scan_iter(count=1000) if not k.startswith(b"nd:gone:"))
+            left = sum(1 for k in r.scan_iter(count=1000) if not k.startswith((keys.PREFIX + "gone:").encode()))
     # calls under the threshold are not logged: they count as 0 (a percentile that low prints "<")
     server_ms = sorted(server_ms + [0.0] * (len(client_ms) - len(server_ms)))
     client_ms.sort()

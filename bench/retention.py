@@ -13,7 +13,7 @@ the queue does not grow and memory measures the index, not a backlog), until at 
 ``used_memory``, articles stored, band-table state, boilerplate fields, keys with a TTL
 (tombstones); then throughput with the sweeper on and off, and the longest Redis calls the
 sweeper made, from SLOWLOG (``slowlog-log-slower-than`` lowered to 200 µs and drained every
-0.5 s; a sweeper call is a TRANSACT that writes a tombstone key ``nd:gone:*``).
+0.5 s; a sweeper call is a TRANSACT that writes a tombstone key ``{nd}:gone:*``).
 
 Articles: a fast synthetic stream (``Stream`` below) built from the sentences of
 ``benchlib.Synthetic`` drafts: 1,000-1,500 characters, half Chinese, half English, 24 sources,
@@ -137,7 +137,10 @@ class Sampler(threading.Thread):
 
     def snapshot(self, label: str) -> dict[str, Any]:
         r = self.r
-        st = {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}
+        groups = [{k.decode(): int(v) for k, v in r.hgetall(keys.band_state(g)).items()}
+                  for g in range(keys.BAND_GROUPS)]
+        st = {"entries": sum(s.get("entries", 0) for s in groups),  # levels and next: of the largest group
+              "level": max(s.get("level", 0) for s in groups), "next": max(s.get("next", 0) for s in groups)}
         pipe = r.pipeline(transaction=False)
         for k in self.bp_keys:
             pipe.hlen(k)
@@ -159,7 +162,7 @@ class Sampler(threading.Thread):
             cmd = e.get("command") or b""
             cmd = cmd if isinstance(cmd, bytes) else str(cmd).encode()
             us = int(e["duration"])
-            if b"nd:gone:" in cmd:
+            if (keys.PREFIX + "gone:").encode() in cmd:
                 self.sweep_calls.append(us)
                 continue
             self.other_calls.append(us)

@@ -60,6 +60,7 @@ from benchlib import (
 )
 from datasketch import MinHash, MinHashLSH
 
+from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
@@ -70,8 +71,8 @@ from workers.consumer import Worker
 HOST = "127.0.0.1"
 POST_BATCH = 500
 RESULTS = Path(__file__).resolve().parent / "results"
-INDEX_PREFIXES = ("nd:band:", "nd:c:", "nd:cm:")
-INDEX_KEYS = ("nd:bands", "nd:clusters", "nd:singles")
+INDEX_PREFIXES = (keys.PREFIX + "band:", keys.PREFIX + "c:", keys.PREFIX + "cm:")
+INDEX_KEYS = (keys.PREFIX + "bands", keys.PREFIX + "clusters", keys.PREFIX + "singles")
 SIG_SAMPLE = 200
 
 
@@ -455,10 +456,16 @@ def run_check(port: int, corpus: Corpus, n: int, rps: float, seconds: float, see
 
 def _family(key: bytes) -> str:
     k = key.decode("utf-8", "replace")
-    for prefix in ("nd:band:", "nd:a:", "nd:cm:", "nd:c:", "nd:bp:", "nd:rl:"):
+    if ":band:" in k:  # the band groups' buckets ({<group tag>}:band:<band>:<addr>), one family
+        return keys.PREFIX + "band:*"
+    if k.endswith("}:bands"):  # the band groups' states
+        return keys.PREFIX + "bands"
+    if k.startswith("{nd.p") and ":x:" in k:
+        return keys.BLOB_MATCH  # article blobs (signature, kept text)
+    for prefix in (keys.PREFIX + s for s in ("band:", "a:", "cm:", "c:", "bp:", "rl:")):
         if k.startswith(prefix):
             return prefix + "*"
-    return k if k.startswith("nd:") else "other"
+    return k if k.startswith(keys.PREFIX) else "other"
 
 
 def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
@@ -477,7 +484,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
             fam = _family(k)
             fam_bytes[fam] += int(size or 0)
             fam_keys[fam] += 1
-            if fam == "nd:a:*":
+            if fam == keys.BLOB_MATCH:  # where the signature is
                 articles.append(k)
         if cursor == 0:
             break
@@ -487,7 +494,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
 
 
 def sig_field_bytes(r: redis.Redis, article_keys: list[bytes], sample: int = SIG_SAMPLE) -> float | None:
-    """Average bytes the ``sig`` field adds to an article hash: MEMORY USAGE of a copy with and without it."""
+    """Average bytes the ``sig`` field adds to an article's blob: MEMORY USAGE of a copy with and without it."""
     picked = random.Random(3).sample(article_keys, min(sample, len(article_keys)))
     diffs: list[int] = []
     tmp = "bench:tmp:sig"
@@ -506,10 +513,10 @@ def sig_field_bytes(r: redis.Redis, article_keys: list[bytes], sample: int = SIG
 
 def cluster_sizes(r: redis.Redis, limit: int = 100_000) -> dict[str, Any]:
     """Sizes of clusters with 2+ members: a sanity check that duplicates were found (and not over-merged)."""
-    cids = r.zrange("nd:clusters", 0, limit - 1)
+    cids = r.zrange(keys.PREFIX + "clusters", 0, limit - 1)
     pipe = r.pipeline(transaction=False)
     for c in cids:
-        pipe.hget("nd:c:" + (c.decode() if isinstance(c, bytes) else str(c)), "size")
+        pipe.hget(keys.PREFIX + "c:" + (c.decode() if isinstance(c, bytes) else str(c)), "size")
     sizes = sorted((int(s or 0) for s in pipe.execute()), reverse=True)
     return {"clusters": len(sizes), "articles_in_them": sum(sizes), "largest": sizes[:10],
             "histogram": dict(sorted(Counter(min(s, 10) for s in sizes).items()))}
@@ -520,7 +527,7 @@ def index_memory(r: redis.Redis, n: int, deadline: float) -> dict[str, Any]:
     fam = mb["bytes"]
     structures = sum(v for k, v in fam.items() if k.rstrip("*") in INDEX_PREFIXES or k in INDEX_KEYS)
     sig = sig_field_bytes(r, mb["article_keys"])
-    indexed = int(r.hlen("nd:ids"))
+    indexed = int(r.hlen(keys.PREFIX + "ids"))
     sig_total = (sig or 0.0) * indexed
     return {"bytes_per_article_index": (structures + sig_total) / n, "index_structures_bytes": structures,
             "sig_field_bytes_avg": sig, "families_bytes": fam, "families_keys": mb["keys"],

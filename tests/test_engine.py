@@ -298,7 +298,7 @@ def test_redelivery_after_a_crash_between_index_and_link_doubles_nothing(
         assert cluster_of(dedup, f"t{i}") == cluster_of(dedup, f"t{i}-copy")
     entries = band_entries(dedup.r)
     assert len(entries) == len(set(entries)) == 10 * band_count(config)  # no entry twice after the retry
-    for key in dedup.r.scan_iter(match="nd:cm:*"):
+    for key in dedup.r.scan_iter(match=keys.PREFIX + "cm:*"):
         assert dedup.r.scard(key) == 2
     assert dedup.stats()["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
     check_index_invariants(dedup.r)
