@@ -37,6 +37,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -48,6 +49,7 @@ import redis
 from benchlib import Article, Synthetic, install_exit_signals
 from retention import Stream
 
+from newsdedup import keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
@@ -153,17 +155,19 @@ def window(a: dict[str, Any], b: dict[str, Any], rewrite_s: float) -> dict[str, 
             "aof_delayed_fsync": (b["aof_delayed_fsync"] or 0) - (a["aof_delayed_fsync"] or 0)}
 
 
-FAMILY_HEADS = ("nd:band:", "nd:a:", "nd:p:", "nd:c:", "nd:cm:", "nd:bp:", "nd:heads:", "nd:done:", "nd:none:",
-                "nd:gone:", "nd:rl:")
-
-
 def family(key: bytes) -> str:
-    """nd:a:12 -> nd:a:*; keys without a variable part stay themselves."""
+    """{nd}:a:12 -> {nd}:a:*, {nd.g3.13}:band:9:77 -> {g}:band:*, {nd.p5.2}:x:12 -> {p}:x:*; {nd}:seq stays."""
     k = key.decode("utf-8", "replace")
-    return next((h + "*" for h in FAMILY_HEADS if k.startswith(h)), k)
+    m = re.match(r"\{([^}]*)\}:(.*)", k) or re.match(r"(nd):(.*)", k)  # nd: = data written before the tags
+    if not m:
+        return k
+    tag, rest = m.groups()
+    short = "{g}" if tag.startswith("nd.g") else "{p}" if tag.startswith("nd.p") else "{" + tag + "}"
+    head, sep, _ = rest.partition(":")
+    return f"{short}:{head}:*" if sep else f"{short}:{rest}"
 
 
-BLOB_FIELDS = ("sig", "text", "page", "lines", "repeated")
+BLOB_FIELDS = keys.BLOB_FIELDS
 
 
 def families(r: Any, every: int = 20, fields_sample: int = 300) -> dict[str, Any]:
@@ -183,7 +187,7 @@ def families(r: Any, every: int = 20, fields_sample: int = 300) -> dict[str, Any
             f = family(k)
             count[f] = count.get(f, 0) + 1
             seen += 1
-            if f == "nd:a:*" and len(articles) < 20 * fields_sample:
+            if f == "{nd}:a:*" and len(articles) < 20 * fields_sample:
                 articles.append(k)
             if seen % every == 0 or not f.endswith("*"):
                 picked.append((k, f))
@@ -310,9 +314,10 @@ class Run:
             self.htstats = r.execute_command("DEBUG", "HTSTATS", "0").decode()
         except redis.ResponseError as e:
             self.htstats = str(e)
-        self.bands = {k.decode(): v.decode() for k, v in r.hgetall("nd:bands").items()}
+        self.bands = {g: {k.decode(): v.decode() for k, v in r.hgetall(keys.band_state(g)).items()}
+                      for g in range(keys.BAND_GROUPS)}
         self.families = families(r) if a.families else None
-        self.articles = int(r.get("nd:seq") or 0)
+        self.articles = int(r.get(keys.SEQ) or 0)
         if a.save_rdb:
             r.config_set("appendonly", "no")
             r.save()
@@ -491,7 +496,7 @@ def variants(a: argparse.Namespace) -> int:
         for k in range(a.rounds + 1):
             for label, server, _ in servers:
                 c = server.client()
-                start = int(c.get("nd:seq") or 0)
+                start = int(c.get(keys.SEQ) or 0)
                 c.close()
                 run = Run(a)
                 run.go(server, start, final=k == a.rounds)
@@ -577,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                 startup_timeout=600) as server:
         if a.load_rdb:
             r = server.client(socket_timeout=600)
-            start = int(r.get("nd:seq") or 0)
+            start = int(r.get(keys.SEQ) or 0)
             r.config_set("appendonly", "yes")
             run._wait_rewrite(r)
             time.sleep(1)
