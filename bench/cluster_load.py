@@ -4,8 +4,8 @@ real engine on one node and on a local 3-master cluster, in one run.
     .venv/bin/python bench/cluster_load.py [--articles 30000] [--workers 2] [--rounds 2] [--masters 3]
                                            [--redis-server PATH] [--json bench/results/cluster_load.json]
 
-Each round runs one node, then the cluster (``newsdedup.ops.redis_cluster.RedisCluster``, no replicas, AOF
-on as ``newsdedup up`` runs Redis), each empty at the start: this process feeds ``Dedup.submit`` (what
+Each round runs one node and the cluster (``newsdedup.ops.redis_cluster.RedisCluster``, no replicas, AOF on
+as ``newsdedup up`` runs Redis) in alternating order, each empty at the start: this process feeds ``Dedup.submit`` (what
 POST /v1/articles runs) with ``retention.Stream`` articles while ``--workers`` forked processes run
 ``Worker.step`` (what the workers of ``newsdedup up`` run), all through ``storage.redis_client.connect`` (the
 cluster client on the cluster). Posting pauses while more than ``--backlog`` articles are queued. The clock
@@ -111,6 +111,24 @@ def run_one(url: str, masters: dict[int, Any], n: int, workers: int, backlog: in
     return {"articles": n, "seconds": secs, "aps": n / secs, "masters": per}
 
 
+def single(a: argparse.Namespace) -> dict[str, Any]:
+    with RedisServer(die_with_parent=True) as server:
+        c = server.client()
+        out = run_one(server.url, {int(server.port or 0): c}, a.articles, a.workers, a.backlog)
+        out["version"] = c.info("server")["redis_version"]
+        c.close()
+    return out
+
+
+def cluster(a: argparse.Namespace) -> dict[str, Any]:
+    with RedisCluster(masters=a.masters, replicas=0, die_with_parent=True) as rc:
+        ms = {int(m.port or 0): m.client() for m in rc.live_masters()}
+        out = run_one(f"redis://127.0.0.1:{next(iter(ms))}/0", ms, a.articles, a.workers, a.backlog)
+        for m in ms.values():
+            m.close()
+    return out
+
+
 def with_binary(binary: str | None) -> None:
     """Make ``find_redis_server()`` (PATH first) pick ``binary`` for every server this process starts."""
     if binary:
@@ -134,17 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     for k in range(a.rounds):
         row: dict[str, Any] = {}
-        with RedisServer(die_with_parent=True) as server:
-            c = server.client()
-            row["single"] = run_one(server.url, {int(server.port or 0): c}, a.articles, a.workers, a.backlog)
-            row["version"] = c.info("server")["redis_version"]
-            c.close()
-        with RedisCluster(masters=a.masters, replicas=0, die_with_parent=True) as cluster:
-            ms = {int(m.port or 0): m.client() for m in cluster.live_masters()}
-            url = f"redis://127.0.0.1:{next(iter(ms))}/0"
-            row["cluster"] = run_one(url, ms, a.articles, a.workers, a.backlog)
-            for m in ms.values():
-                m.close()
+        for mode in (("single", "cluster") if k % 2 == 0 else ("cluster", "single")):  # alternate the order
+            row[mode] = single(a) if mode == "single" else cluster(a)
+        row["version"] = row["single"].pop("version")
+        row["first"] = "single" if k % 2 == 0 else "cluster"
         rounds.append(row)
         show(k + 1, row)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 def show(k: int, row: dict[str, Any]) -> None:
     s, c = row["single"], row["cluster"]
     base = next(iter(s["masters"].values()))
-    print(f"\nround {k} (redis-server {row['version']}, {s['articles']:,} articles each):")
+    print(f"\nround {k} (redis-server {row['version']}, {s['articles']:,} articles each, {row['first']} first):")
     print(f"  throughput: one node {s['aps']:,.0f} a/s, cluster {c['aps']:,.0f} a/s ({c['aps'] / s['aps']:.2f}x)")
     print(f"  Redis CPU per article: one node {base['cpu_us']:.0f} us (stream commands {base['stream_share']:.1%} "
           f"of its CPU)")
