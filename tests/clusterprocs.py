@@ -202,11 +202,13 @@ class Answer:
 
 @dataclass
 class Poster:
-    """A client thread that posts batches one after the other, as a client honouring 503 + Retry-After
-    would: a batch answered 503 is posted again (re-posting the same content is idempotent)."""
+    """A client thread that posts batches one after the other, ``pace`` seconds apart (a steady feed, so
+    that the articles last through a failover), as a client honouring 503 + Retry-After would: a batch
+    answered 503 is posted again (re-posting the same content is idempotent)."""
 
     http: Http
     batches: list[list[dict[str, Any]]]
+    pace: float = 0.1
     answers: list[Answer] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -236,8 +238,9 @@ class Poster:
             if resp.status == 202:
                 self.accepted.extend(a["id"] for a in batch)
                 todo.pop(0)
+                self.stop.wait(self.pace)  # the feed's rate (not synchronisation)
             elif resp.status == 503:
-                self.stop.wait(0.1)  # a polite client's pause before it retries (not synchronisation)
+                self.stop.wait(0.1)  # a polite client's pause before it retries
             else:
                 self.errors.append(f"{resp.status}: {resp.body[:300]!r}")
                 todo.pop(0)
@@ -249,7 +252,9 @@ class Poster:
 
     def accepted_count(self, bound: float | None = None) -> int:
         """Articles accepted so far; with ``bound``, raises when the request in flight has waited longer
-        (so a hanging API fails the test at once, not at the end of a long wait)."""
+        (so a hanging API fails the test at once, not at the end of a long wait), and when every batch
+        has been posted (the feed ran dry: the test would wait for nothing)."""
+        assert self.thread is None or self.thread.is_alive(), "the poster has posted everything it had"
         since = self.sending_since
         if bound is not None and since is not None and time.monotonic() - since > bound:
             raise AssertionError(f"a POST has waited {time.monotonic() - since:.1f}s for its answer (bound {bound}s)")

@@ -184,7 +184,7 @@ def batches_of(articles: list[dict[str, Any]], size: int) -> list[list[dict[str,
 @pytest.mark.parametrize("victim", ["data", "bands"])
 def test_a_master_killed_mid_ingest_loses_nothing_accepted(
         victim: str, cluster: RedisCluster, cc: ClusterClient, procs: Procs, tmp_path: Path) -> None:  # noqa: F811
-    corpus = make_corpus(110, seed=3535 + len(victim), copies=(1, 2), singles=30, together=False)
+    corpus = make_corpus(300, seed=3535 + len(victim), copies=(1, 2), singles=60, together=False)
     settings = {"NEWSDEDUP_WAIT_REPLICAS": 1, "NEWSDEDUP_REDIS_TIMEOUT": REDIS_TIMEOUT,
                 "NEWSDEDUP_VISIBILITY_TIMEOUT": 3, "NEWSDEDUP_WORKER_BATCH": 8}
     dep = deploy(procs, cluster.url, 3, **settings)
@@ -235,7 +235,7 @@ def test_a_master_killed_mid_ingest_loses_nothing_accepted(
 
 def test_slots_resharded_mid_ingest_reach_no_client(
         cluster: RedisCluster, cc: ClusterClient, procs: Procs, tmp_path: Path) -> None:  # noqa: F811
-    corpus = make_corpus(110, seed=4646, copies=(1, 2), singles=30, together=False)
+    corpus = make_corpus(300, seed=4646, copies=(1, 2), singles=60, together=False)
     dep = deploy(procs, cluster.url, 3, NEWSDEDUP_REDIS_TIMEOUT=REDIS_TIMEOUT, NEWSDEDUP_WORKER_BATCH=8)
     poster = Poster(dep.http, batches_of(corpus.articles, 4)).start()
 
