@@ -16,9 +16,11 @@ Nothing is mocked; every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,7 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer
+from newsdedup.storage.scripts import source
 from tests.clusterprocs import (
     SLOT_ERRORS,
     Deployment,
@@ -290,8 +293,37 @@ def test_slots_resharded_mid_ingest_reach_no_client(
 
 # --- 5. every script once ------------------------------------------------------------------------------------------
 
+# Lua scripts the smoke pass cannot reach, and why; every other file in newsdedup/storage/lua must have
+# been run on the cluster by its end (a new script is covered, or listed here, by whoever adds it)
+NOT_IN_THE_SMOKE_PASS = {
+    "band_table": "a library put in front of the band-table scripts, not a script",
+    "migrate_buckets": "moves band tables of older layouts, which a new cluster never holds",
+    "rename_keys": "renames keys of the nd: prefix, which a new cluster never holds",
+    "prune_boilerplate": "runs when a source's line-shape counts pass 20,000 fields",
+    "lease_renew": "renews the sweep lease during a sweep longer than the lease",
+}
+
+
+def scripts_run(cluster: RedisCluster) -> set[str]:
+    """The Lua files of newsdedup/storage/lua whose script some master holds (SCRIPT EXISTS: it was run there
+    since the last SCRIPT FLUSH; redis-py loads a script on first use)."""
+    names = sorted(p.stem for p in files("newsdedup.storage").joinpath("lua").iterdir() if p.name.endswith(".lua"))
+    shas = [hashlib.sha1(source(n).encode()).hexdigest() for n in names]
+    held = [False] * len(names)
+    for m in cluster.live_masters():
+        c = node_client(m)
+        try:
+            held = [a or bool(b) for a, b in zip(held, c.script_exists(*shas))]
+        finally:
+            c.close()
+    return {n for n, h in zip(names, held) if h}
+
+
 def test_every_script_the_service_runs_works_on_the_cluster(
         cluster: RedisCluster, cc: ClusterClient, procs: Procs, tmp_path: Path) -> None:  # noqa: F811
+    for node in cluster.nodes:
+        node_client(node).script_flush()
+    assert scripts_run(cluster) == set()
     corpus = make_corpus(6, seed=5757, copies=(1, 2), singles=2)
     dep = deploy(procs, cluster.url, 1, NEWSDEDUP_LSH_BUCKET_BITS=0, NEWSDEDUP_LSH_BUCKET_LOAD=4)
     http = dep.http
@@ -360,7 +392,8 @@ def test_every_script_the_service_runs_works_on_the_cluster(
     sweep = procs.start("sweep", [PYTHON, "-m", "newsdedup.cli", "sweep"], env)
     assert sweep.wait(60) == 0, tail(sweep.log())
     assert json.loads(sweep.log().strip().splitlines()[-1])["removed"] == len(got)
-    assert call("GET", "/v1/articles/" + quote(ids[0], safe=""), want=404)["error"]["code"] == "expired"
+    # (its tombstone says "expired" for one retention window: 1 s here, so it may be gone already)
+    assert call("GET", "/v1/articles/" + quote(ids[0], safe=""), want=404)["error"]["code"] in ("expired", "not_found")
     assert call("GET", "/v1/stats")["articles"] == 0
     check_index_invariants(cc)
     print(answers)
@@ -369,3 +402,5 @@ def test_every_script_the_service_runs_works_on_the_cluster(
     assert_clean_logs(dep)
     for p in procs.all:
         assert not no_slot_errors(p.log()), (p.name, no_slot_errors(p.log()))
+    every = {p.stem for p in files("newsdedup.storage").joinpath("lua").iterdir() if p.name.endswith(".lua")}
+    assert scripts_run(cluster) == every - set(NOT_IN_THE_SMOKE_PASS), "scripts the smoke pass did not run"
