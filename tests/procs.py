@@ -231,6 +231,9 @@ class Procs:
                                  "--workers", str(workers), "--data-dir", str(data_dir)], env)
 
     def cleanup(self) -> None:
+        for p in self.all:  # all at once: each then takes its own time to stop, not the sum of them
+            p.remember_descendants()
+            p.signal(signal.SIGTERM)
         for p in reversed(self.all):
             p.cleanup()
 
