@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import subprocess
 import threading
 import time
@@ -26,7 +27,18 @@ from redis.cluster import RedisCluster as ClusterClient
 from newsdedup import keys
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import LOOPBACK, RedisServer, free_port
-from tests.procs import PYTHON, Http, Proc, Procs, base_env, tail, wait_http_ready, wait_until, wait_worker_ready
+from tests.procs import (
+    PYTHON,
+    Corpus,
+    Http,
+    Proc,
+    Procs,
+    base_env,
+    tail,
+    wait_http_ready,
+    wait_until,
+    wait_worker_ready,
+)
 
 # words of the Redis errors that must never reach a client (they mean a script or a MULTI spans
 # slots, or a redirection / slot move leaked through the client instead of being followed)
@@ -177,8 +189,36 @@ def pairs(partition: Iterable[Iterable[str]]) -> set[tuple[str, str]]:
     return out
 
 
-def restricted(truth: set[frozenset[str]], ids: set[str]) -> set[frozenset[str]]:
-    return {g for g in (frozenset(x for x in group if x in ids) for group in truth) if g}
+def windowed(articles: list[dict[str, Any]], window: int, seed: int) -> list[dict[str, Any]]:
+    """Articles of a ``together`` corpus shuffled within consecutive windows: a story's copies arrive
+    apart (other stories between them) yet close, so a feed cut anywhere leaves few stories incomplete."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(articles), window):
+        part = articles[i:i + window]
+        rng.shuffle(part)
+        out.extend(part)
+    return out
+
+
+def assert_partition_of_accepted(found: dict[str, str], corpus: Corpus, accepted: set[str]) -> None:
+    """Every story whose articles were all accepted is one cluster, alone; no cluster mixes stories.
+
+    (Copies of a story whose original was not accepted need not meet: a truncated and an edited copy
+    are less alike than each is to the original, so one node keeps them apart too.)
+    """
+    stories: dict[str, set[str]] = {}
+    for i, s in corpus.story.items():
+        stories.setdefault(s, set()).add(i)
+    complete = {frozenset(g) for g in stories.values() if g <= accepted}
+    assert len(complete) * 2 > len({corpus.story[i] for i in accepted}), "most accepted stories are incomplete"
+    whole = set().union(*complete)
+    groups = as_partition(found)
+    mixed = [sorted(g) for g in groups if len({corpus.story[i] for i in g}) > 1]
+    assert not mixed, f"clusters mixing stories: {mixed[:10]}"
+    mine = {g for g in groups if g & whole}
+    assert mine == complete, (f"found: {sorted(map(sorted, mine - complete))[:10]} | "
+                              f"planted: {sorted(map(sorted, complete - mine))[:10]}")
 
 
 def not_done(http: Http, ids: Iterable[str]) -> dict[str, Any]:
