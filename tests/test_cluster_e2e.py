@@ -245,14 +245,14 @@ def test_a_master_killed_mid_ingest_loses_nothing_accepted(
     assert in_gap, "no request was answered during the failover: nothing was tested"
     poster.check(NEVER_HANGS_PAST)
     dep.drain(180)
-    accepted = set(poster.accepted)
-    assert not_done(dep.http, sorted(accepted)) == {}
+    ok_ids = set(poster.accepted)
+    assert not_done(dep.http, sorted(ok_ids)) == {}
     got = exported(procs, cluster.url, tmp_path / "after-failover.jsonl")
-    assert set(got) == accepted
-    assert_partition_of_accepted(got, corpus, accepted)
+    assert set(got) == ok_ids
+    assert_partition_of_accepted(got, corpus, ok_ids)
     stats = dep.http.get("/v1/stats").json
     assert stats["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}, stats
-    assert stats["articles"] == len(accepted)
+    assert stats["articles"] == len(ok_ids)
     check_invariants_fresh(cluster, cc)
     assert_clean_logs(dep)
 
@@ -277,19 +277,24 @@ def test_slots_resharded_mid_ingest_reach_no_client(
             owner = master_of_slot(cluster, slot)
             to = next(m for m in cluster.live_masters() if m.port != owner.port)
             before = accepted()
-            moved.append((slot, reshard(cluster, slot, to)))
+            t0 = time.monotonic()
+            count = reshard(cluster, slot, to)
+            t1 = time.monotonic()
+            during = [a for a in poster.answers if t0 <= a.at + a.seconds and a.at <= t1]
+            moved.append((slot, count, round(t1 - t0, 1), len(during)))
             wait_until(lambda: dep.alive() and accepted() >= before + 20, 120,  # noqa: B023
                        interval=0.1, message="articles accepted after the slots moved")
     finally:
         poster.finish()
-    print(f"moved (slot, slots moved with it): {moved}; {len(poster.answers)} answers")
+    print(f"moved (slot, slots moved with it, seconds, answers meanwhile): {moved}; {len(poster.answers)} answers")
+    assert all(n > 0 for *_, n in moved), "no request was answered while slots moved: nothing was tested"
     poster.check(NEVER_HANGS_PAST)
     dep.drain(180)
-    accepted = set(poster.accepted)
-    assert not_done(dep.http, sorted(accepted)) == {}
+    ok_ids = set(poster.accepted)
+    assert not_done(dep.http, sorted(ok_ids)) == {}
     got = exported(procs, cluster.url, tmp_path / "after-reshard.jsonl")
-    assert set(got) == accepted
-    assert_partition_of_accepted(got, corpus, accepted)
+    assert set(got) == ok_ids
+    assert_partition_of_accepted(got, corpus, ok_ids)
     assert dep.http.get("/v1/stats").json["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
     check_invariants_fresh(cluster, cc)
     assert_clean_logs(dep)
