@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def cc(cluster: RedisCluster) -> Iterator[ClusterClient]:
 
 def check_invariants_fresh(cluster: RedisCluster, stale: ClusterClient) -> None:
     """The index invariants read through a new client: one made before a failover or a resharding keeps
-    the old masters among its primaries, so its SCAN would see keys twice."""
+    its old view of the masters (through one, a trial's SCAN counted every band entry twice)."""
     print("primaries of the client made before:", sorted(n.port for n in stale.get_primaries()),
           "now:", sorted(m.port for m in cluster.live_masters()))
     fresh = cluster.client()
@@ -155,8 +156,6 @@ def test_three_workers_on_the_cluster_cluster_like_one_worker_on_one_node(
 
 def test_four_workers_racing_on_copies_that_arrive_together(
         cluster: RedisCluster, cc: ClusterClient, procs: Procs, tmp_path: Path) -> None:  # noqa: F811
-    from concurrent.futures import ThreadPoolExecutor
-
     corpus = make_corpus(80, seed=2424, copies=(2, 4), singles=16, together=True)
     qnode = node_client(queue_node(cluster, cc))
     # batches of 2 and a band table that starts at one bucket per band and splits every few articles:
