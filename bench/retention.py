@@ -137,7 +137,10 @@ class Sampler(threading.Thread):
 
     def snapshot(self, label: str) -> dict[str, Any]:
         r = self.r
-        st = {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}
+        groups = [{k.decode(): int(v) for k, v in r.hgetall(keys.band_state(g)).items()}
+                  for g in range(keys.BAND_GROUPS)]
+        st = {"entries": sum(s.get("entries", 0) for s in groups),  # levels and next: of the largest group
+              "level": max(s.get("level", 0) for s in groups), "next": max(s.get("next", 0) for s in groups)}
         pipe = r.pipeline(transaction=False)
         for k in self.bp_keys:
             pipe.hlen(k)

@@ -456,6 +456,12 @@ def run_check(port: int, corpus: Corpus, n: int, rps: float, seconds: float, see
 
 def _family(key: bytes) -> str:
     k = key.decode("utf-8", "replace")
+    if ":band:" in k:  # the band groups' buckets ({<group tag>}:band:<band>:<addr>), one family
+        return keys.PREFIX + "band:*"
+    if k.endswith("}:bands"):  # the band groups' states
+        return keys.PREFIX + "bands"
+    if k.startswith("{nd.p") and ":x:" in k:
+        return keys.BLOB_MATCH  # article blobs (signature, kept text)
     for prefix in (keys.PREFIX + s for s in ("band:", "a:", "cm:", "c:", "bp:", "rl:")):
         if k.startswith(prefix):
             return prefix + "*"
@@ -478,7 +484,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
             fam = _family(k)
             fam_bytes[fam] += int(size or 0)
             fam_keys[fam] += 1
-            if fam == keys.PREFIX + "a:*":
+            if fam == keys.BLOB_MATCH:  # where the signature is
                 articles.append(k)
         if cursor == 0:
             break
@@ -488,7 +494,7 @@ def memory_breakdown(r: redis.Redis, deadline: float) -> dict[str, Any]:
 
 
 def sig_field_bytes(r: redis.Redis, article_keys: list[bytes], sample: int = SIG_SAMPLE) -> float | None:
-    """Average bytes the ``sig`` field adds to an article hash: MEMORY USAGE of a copy with and without it."""
+    """Average bytes the ``sig`` field adds to an article's blob: MEMORY USAGE of a copy with and without it."""
     picked = random.Random(3).sample(article_keys, min(sample, len(article_keys)))
     diffs: list[int] = []
     tmp = "bench:tmp:sig"

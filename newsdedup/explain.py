@@ -1,6 +1,6 @@
 """Why two stored articles are (or are not) duplicates: the comparison behind GET /v1/articles/<a>/compare/<b>.
 
-What is kept per article for this (written by the engine, see ``page_record``):
+What is kept per article for this (written by the engine in the article's blob, see ``page_record``):
 ``text`` (the kept body), and when the submitted page holds more than that,
 ``page`` (the page's lines, packed like text; for a text submission the very
 bytes the API queued) and ``lines`` (which of its lines were boilerplate and
@@ -20,6 +20,7 @@ import redis
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import NotFound, TextUnavailable
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, pack_text, unpack_text
 from newsdedup.storage.txn import guarded
 from newsdedup.text.compare import Comparison, compare, marked
@@ -220,6 +221,7 @@ def explain(client: redis.Redis, config: Config, a_id: str, b_id: str) -> Explan
         if row[0] is None:
             raise NotFound(f"no article with id {i!r}")
         recs.append({f.encode(): v for f, v in zip(FIELDS, row) if v is not None})
+    blobs.merged(r, [int(n) for n in nums], recs, ("text", "page", "lines", "repeated"))
     sa, sb = side(a_id, recs[0]), side(b_id, recs[1])
     result = compare(sa.text, sb.text, config.shingle_cjk, config.shingle_latin)
     for p in result.passages:

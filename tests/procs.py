@@ -546,31 +546,45 @@ def queue_settled(r: redis.Redis) -> bool:
     return queued == 0 and pending == 0
 
 
+def band_states(r: redis.Redis) -> list[dict[str, int]]:
+    """Each band group's table state (level, next, entries; empty for a group never written)."""
+    return [{k.decode(): int(v) for k, v in r.hgetall(keys.band_state(g)).items()}  # type: ignore[union-attr]
+            for g in range(keys.BAND_GROUPS)]
+
+
 def band_table(r: redis.Redis) -> dict[int, dict[int, list[tuple[int, int]]]]:
     """The LSH band table as {band: {bucket: [(band value, article number), ...]}}, checked as read.
 
-    Every bucket is whole 8-byte entries, each at the address its band value has under the
-    table's state, and the state counts them all.
+    Every bucket is whole 8-byte entries, in its band's group, each at the address its band value
+    has under that group's state, and each group's state counts its entries.
     """
-    st = {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}  # type: ignore[union-attr]
-    level, nxt = st.get("level", 0), st.get("next", 0)
     table: dict[int, dict[int, list[tuple[int, int]]]] = {}
-    total = 0
-    for key in r.scan_iter(match=keys.BAND_PREFIX + "*", count=1000):
-        band, bucket = (int(x) for x in key.decode()[len(keys.BAND_PREFIX):].split(":"))
-        raw = r.get(key)
-        assert isinstance(raw, bytes) and raw and len(raw) % 8 == 0, (key, raw)
-        entries = [(int.from_bytes(raw[i:i + 4], "little"), int.from_bytes(raw[i + 4:i + 8], "little"))
-                   for i in range(0, len(raw), 8)]
-        for value, _ in entries:
-            addr = value % (1 << level)
-            if addr < nxt:
-                addr = value % (1 << (level + 1))
-            assert addr == bucket, f"{key!r} holds band value {value} that belongs in bucket {addr}"
-        table.setdefault(band, {})[bucket] = entries
-        total += len(entries)
-    assert st.get("entries", 0) == total, (st, total)
+    for g, st in enumerate(band_states(r)):
+        level, nxt = st.get("level", 0), st.get("next", 0)
+        total = 0
+        head = keys.bucket(g, 0, 0)[:-len("0:0")]
+        for key in r.scan_iter(match=head + "*", count=1000):
+            band, bucket = (int(x) for x in key.decode()[len(head):].split(":"))
+            assert keys.band_group(band) == g, key
+            raw = r.get(key)
+            assert isinstance(raw, bytes) and raw and len(raw) % 8 == 0, (key, raw)
+            entries = [(int.from_bytes(raw[i:i + 4], "little"), int.from_bytes(raw[i + 4:i + 8], "little"))
+                       for i in range(0, len(raw), 8)]
+            for value, _ in entries:
+                addr = value % (1 << level)
+                if addr < nxt:
+                    addr = value % (1 << (level + 1))
+                assert addr == bucket, f"{key!r} holds band value {value} that belongs in bucket {addr}"
+            table.setdefault(band, {})[bucket] = entries
+            total += len(entries)
+        assert st.get("entries", 0) == total, (g, st, total)
+    assert not r.exists(keys.LEGACY_BANDS), "the single-table layout's state is still there"
     return table
+
+
+def pending_unbands(r: redis.Redis) -> set[int]:
+    """Removed articles whose band entries a removal has yet to take out (a crash in between)."""
+    return {int(n) for n in r.hkeys(keys.UNBAND)}
 
 
 def band_entries(r: redis.Redis) -> list[tuple[int, int]]:
@@ -606,7 +620,7 @@ def check_index_invariants(r: redis.Redis) -> None:
     """What must hold after any crash, redelivery, race, update or delete, once the queue is settled.
 
     - the band table is consistent (see :func:`band_table`), holds an entry at most once and only
-      articles that exist;
+      articles that exist, or removed ones listed in nd:unband (their removal owes the entries);
     - a cluster is explicit (an nd:c record and an nd:cm set) once it has had 2+ members, and stays
       explicit when members leave (by update or delete) so that its id stays the one its members
       carry: an explicit cluster may be down to 1 member. Its record's size is its set's size and its
@@ -618,11 +632,16 @@ def check_index_invariants(r: redis.Redis) -> None:
     - the nd:heads:{chunk} strings hold exactly the headline records articles name in their ``head`` field.
     """
     nums = {n: i for i, n in article_numbers(r).items()}
+    owed = pending_unbands(r)
+    assert not owed & set(nums), "an article still stored is listed in nd:unband"
+    banded: set[int] = set()
     for band, buckets in band_table(r).items():
         for bucket, entries in buckets.items():
             assert len(entries) == len(set(entries)), f"band {band} bucket {bucket} holds an entry twice"
-            unknown = {m for _, m in entries} - set(nums)
+            unknown = {m for _, m in entries} - set(nums) - owed
             assert not unknown, f"band {band} bucket {bucket} holds articles that do not exist: {unknown}"
+            banded.update(m for _, m in entries)
+    check_blobs(r, sorted(nums), banded)
     member_of: dict[int, str] = {}
     explicit = {key.decode()[len(keys.PREFIX + "cm:"):] for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000)}
     records = {key.decode()[len(keys.PREFIX + "c:"):] for key in r.scan_iter(match=keys.PREFIX + "c:*", count=1000)}
@@ -671,33 +690,65 @@ def check_index_invariants(r: redis.Redis) -> None:
                             f"articles name unlisted clusters: {named - listed}"
 
 
+def check_blobs(r: redis.Redis, numbers: list[int], banded: set[int]) -> None:
+    """Every article in the band table has its signature in its blob (or, stored before blobs, in its hash);
+    a done article's blob holds the version it was indexed at."""
+    pipe = r.pipeline(transaction=False)
+    for n in numbers:
+        pipe.hmget(keys.article(n), "status", "iver", "sig").hmget(keys.blob(n), "ver", "sig")
+    replies = pipe.execute()
+    for k, n in enumerate(numbers):
+        (status, iver, legacy_sig), (ver, sig) = replies[2 * k], replies[2 * k + 1]
+        if ver is None:  # stored before blobs: the fields are still in the article hash
+            assert n not in banded or legacy_sig, f"article {n} is in the band table without a signature"
+            continue
+        assert legacy_sig is None, f"article {n} has a blob and a signature in its hash"
+        assert n not in banded or sig, f"article {n} is in the band table, its blob has no signature"
+        if status == b"done":
+            assert ver == iver, f"done article {n} was indexed at version {iver!r}, its blob is {ver!r}"
+
+
+def orphan_blobs(r: redis.Redis) -> set[int]:
+    """Numbers of blobs whose article is not stored."""
+    blobs = {int(k.rsplit(b":", 1)[1]) for k in r.scan_iter(match=keys.BLOB_MATCH, count=1000)}
+    return blobs - {int(n) for n in r.hvals(keys.IDS)}
+
+
 def stored_traces(r: redis.Redis, n: int, article_id: str, band_numbers: set[int]) -> dict[str, bool]:
-    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries."""
+    """Which of an article's traces Redis holds: record, payload, id mapping, time-index entry, band entries,
+    bulky fields (its blob, or its hash for an article stored before blobs)."""
     return {"record": bool(r.exists(keys.article(n))), "payload": bool(r.exists(keys.payload(n))),
             "id": r.hget(keys.IDS, article_id) == str(n).encode(), "expiry": r.zscore(keys.EXPIRY, n) is not None,
-            "bands": n in band_numbers}
+            "bands": n in band_numbers,
+            "blob": bool(r.exists(keys.blob(n)) or r.hexists(keys.article(n), "sig"))}  # or stored before blobs
 
 
-def check_removal_invariants(r: redis.Redis, before: Mapping[str, int]) -> tuple[set[str], set[str]]:
+def check_removal_invariants(r: redis.Redis, before: Mapping[str, int], crashed: bool = False
+                             ) -> tuple[set[str], set[str]]:
     """Every article of ``before`` (id -> number; done, indexed) is wholly there or wholly gone.
 
     Returns (kept ids, removed ids). Also checks the index invariants, that the time index names
-    only stored articles, that no cluster names a removed article and that the zsets only hold
-    clusters that exist.
+    only stored articles, that no blob is left of a removed article (a clean removal: a crash between
+    the transaction and the blob deletes may leave one), that no cluster names a removed article and
+    that the zsets only hold clusters that exist. ``crashed``: a remover was killed, so blobs of
+    removed articles may be left (orphans: harmless, never read).
     """
     check_index_invariants(r)
-    numbers = {m for _, m in band_entries(r)}
+    numbers = {m for _, m in band_entries(r)} - pending_unbands(r)  # owed entries: removed, to be taken out
     kept, removed = set(), set()
     for i, n in before.items():
         traces = stored_traces(r, n, i, numbers)
         if traces["record"]:
-            assert traces == {**traces, "id": True, "expiry": True, "bands": True}, (i, n, traces)
+            assert traces == {**traces, "id": True, "expiry": True, "bands": True, "blob": True}, (i, n, traces)
             kept.add(i)
         else:
+            if crashed:
+                traces.pop("blob")
             assert not any(traces.values()), f"article {i} ({n}) is half removed: {traces}"
             removed.add(i)
     stored = {int(n) for n in r.hvals(keys.IDS)}
     assert {int(m) for m in r.zrange(keys.EXPIRY, 0, -1)} == stored, "time index and stored articles differ"
+    assert crashed or not orphan_blobs(r), f"blobs of removed articles are left: {orphan_blobs(r)}"
     gone = {before[i] for i in removed}
     for key in r.scan_iter(match=keys.PREFIX + "cm:*", count=1000):
         assert not {int(m) for m in r.smembers(key)} & gone, f"{key!r} names removed articles"

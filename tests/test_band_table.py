@@ -16,7 +16,7 @@ from newsdedup.dedup import Dedup
 from newsdedup.errors import IndexMismatch
 from newsdedup.index.minhash import Banding
 from newsdedup.retention.removal import Removal
-from tests.procs import band_count, band_entries, band_table, check_index_invariants, cluster_of
+from tests.procs import band_count, band_entries, band_states, band_table, check_index_invariants, cluster_of
 from tests.textgen import en_article, light_edit, zh_article
 from workers.consumer import process_available
 
@@ -28,7 +28,10 @@ def originals() -> list[str]:
 
 
 def state(r: redis.Redis) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.hgetall(keys.BANDS).items()}  # type: ignore[union-attr]
+    """The groups' states summed: entries in all groups, and the smallest level and its next."""
+    groups = band_states(r)
+    level, nxt = min((st.get("level", 0), st.get("next", 0)) for st in groups)
+    return {"entries": sum(st.get("entries", 0) for st in groups), "level": level, "next": nxt}
 
 
 def fill(d: Dedup, config: Config) -> list[str]:
@@ -50,8 +53,9 @@ def test_the_table_splits_as_it_grows_and_every_copy_is_still_found(redis_client
     texts = fill(d, cfg)
     st = state(redis_client)
     assert st["entries"] == 2 * N * band_count(cfg)
-    buckets = (1 << st["level"]) + st["next"]
-    assert buckets >= st["entries"] / (4 * band_count(cfg)) > 8  # split from 1 bucket per band to many
+    for g, gst in enumerate(band_states(redis_client)):  # each group split from 1 bucket per band to many
+        bands = len(range(g, band_count(cfg), keys.BAND_GROUPS))
+        assert (1 << gst["level"]) + gst["next"] >= gst["entries"] / (4 * bands) > 8
     check_index_invariants(redis_client)
     for i, t in enumerate(texts):
         assert cluster_of(d, f"o{i}") == cluster_of(d, f"c{i}")
@@ -85,7 +89,7 @@ def to_legacy_layout(r: redis.Redis, config: Config) -> str:
                 legacy = f"{keys.LEGACY_LSH_PREFIX}{band}:{value >> 22}"
                 field = value.to_bytes(4, "little")
                 r.hset(legacy, field, (r.hget(legacy, field) or b"") + member.to_bytes(4, "little"))
-    r.delete(keys.BANDS, *r.keys(keys.BAND_PREFIX + "*"))
+    r.delete(*r.keys("*:band:*"), *(keys.band_state(g) for g in range(keys.BAND_GROUPS)))
     b = Banding.for_threshold(config.lsh_threshold, config.num_perm)
     old = (f"num_perm={config.num_perm} bands={b.bands} rows={b.rows} bucket_bits=10 "
            f"shingle_cjk={config.shingle_cjk} shingle_latin={config.shingle_latin} tokens=v1")
@@ -98,7 +102,7 @@ def test_an_index_in_the_old_fixed_bucket_layout_is_moved_not_refused(redis_clie
     texts = fill(Dedup(redis_client, config), config)
     before = sorted(band_entries(redis_client))
     to_legacy_layout(redis_client, config)
-    assert redis_client.keys(keys.LEGACY_LSH_PREFIX + "*") and not redis_client.keys(keys.BAND_PREFIX + "*")
+    assert redis_client.keys(keys.LEGACY_LSH_PREFIX + "*") and not redis_client.keys("*:band:*")
 
     cfg = config.replace(lsh_bucket_load=4)  # the moved table also splits on the way
     d = Dedup(redis_client, cfg)  # a process of the new version: the first call moves the index

@@ -29,7 +29,8 @@ CLUSTER_NODES = {f"redis-node-{i}" for i in range(1, 7)}
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "api", "worker", "redis-cluster-init"} | CLUSTER_NODES
+    assert set(compose["services"]) == ({"redis", "api", "worker", "redis-cluster-init", "api-cluster",
+                                         "worker-cluster"} | CLUSTER_NODES)
     default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
     assert default == {"redis", "api", "worker"}  # the cluster is opt-in: --profile cluster
 
@@ -48,6 +49,17 @@ def test_cluster_profile_nodes_run_with_our_settings(compose: dict[str, Any]) ->
     assert "--cluster create" in script and "--cluster-replicas 1" in script and "--cluster-yes" in script
     assert set(init["depends_on"]) == CLUSTER_NODES
     assert all(d["condition"] == "service_healthy" for d in init["depends_on"].values())
+
+
+def test_cluster_profile_runs_the_service_on_the_cluster(compose: dict[str, Any]) -> None:
+    for name, plain in (("api-cluster", "api"), ("worker-cluster", "worker")):
+        svc = compose["services"][name]
+        assert svc["profiles"] == ["cluster"] and svc["command"] == compose["services"][plain]["command"]
+        env = svc["environment"]
+        assert env["REDIS_URL"].startswith("redis://redis-node-") and env["NEWSDEDUP_REDIS_CLUSTER"] == "true"
+        assert int(env["NEWSDEDUP_WAIT_REPLICAS"]) == 1  # each node has one replica (--cluster-replicas 1)
+        assert svc["depends_on"] == {"redis-cluster-init": {"condition": "service_completed_successfully"}}
+    assert "8001:8000" in [str(p) for p in compose["services"]["api-cluster"]["ports"]]
 
 
 def test_redis_runs_with_our_settings(compose: dict[str, Any]) -> None:

@@ -24,7 +24,14 @@ from newsdedup.retention.removal import Removal
 from newsdedup.retention.sweeper import CALL_SECONDS, MAX_BATCH, Sweeper, next_batch, retention_ms
 from newsdedup.storage.records import decoded
 from newsdedup.text.boilerplate import source_key
-from tests.procs import article_numbers, band_entries, check_index_invariants, check_removal_invariants, make_corpus
+from tests.procs import (
+    article_numbers,
+    band_entries,
+    band_states,
+    check_index_invariants,
+    check_removal_invariants,
+    make_corpus,
+)
 from workers.consumer import process_available
 
 OLD = "2001-09-09T01:46:40Z"  # 1,000,000,000 s: long before any window
@@ -186,7 +193,7 @@ def test_a_repost_after_expiry_founds_a_new_cluster(redis_client: redis.Redis, c
     assert d.check(parse_article({"text": story[0]["text"]})[0])["duplicates"]  # found while stored
     Sweeper(redis_client, cfg).sweep()
     assert d.check(parse_article({"text": story[0]["text"]})[0])["duplicates"] == []  # no longer a candidate
-    assert band_entries(redis_client) == [] and int(redis_client.hget(keys.BANDS, "entries") or 0) == 0
+    assert band_entries(redis_client) == [] and sum(st.get("entries", 0) for st in band_states(redis_client)) == 0
     assert list(redis_client.scan_iter(match=keys.boilerplate("*"))) == []  # what they taught is taken back
     # the same story again, under the same id and a new one: a new cluster, no duplicate of the expired copies
     submit(d, [{"id": story[0]["id"], "text": story[0]["text"]}, {"id": "again", "text": story[0]["text"]}])

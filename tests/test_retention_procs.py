@@ -25,6 +25,7 @@ from tests.procs import (
     Procs,
     article_numbers,
     band_entries,
+    band_states,
     check_removal_invariants,
     consumer_name,
     make_corpus,
@@ -48,9 +49,10 @@ def submit(d: Dedup, articles: list[dict[str, Any]]) -> None:
 def nothing_left(r: redis.Redis) -> None:
     """No article, cluster, band entry, time-index entry or learned line shape is left; the band table counts 0."""
     assert r.hlen(keys.IDS) == 0 and r.zcard(keys.EXPIRY) == 0
-    assert band_entries(r) == [] and int(r.hget(keys.BANDS, "entries") or 0) == 0
+    assert band_entries(r) == [] and sum(st.get("entries", 0) for st in band_states(r)) == 0
+    assert not r.exists(keys.UNBAND)
     patterns = [keys.PREFIX + s for s in ("a:*", "p:*", "c:*", "cm:*")]
-    patterns += [keys.BAND_PREFIX + "*", keys.boilerplate("*")]
+    patterns += ["*:band:*", keys.boilerplate("*")]
     left = [k for pattern in patterns for k in r.scan_iter(match=pattern, count=1000)]
     assert left == []
     assert r.zcard(keys.CLUSTERS) == 0 and r.zcard(keys.SINGLES) == 0
@@ -81,7 +83,7 @@ def test_articles_expire_under_running_workers(redis_server: RedisServer, redis_
     st = d.stats()
     assert st["expired"] == len(corpus.articles) and st["clusters"] == 0
     assert st["queue"] == {"pending": 0, "in_flight": 0, "failed": 0}
-    kept, removed = check_removal_invariants(r, before)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     assert kept == set() and removed == set(before)
     nothing_left(r)
     for i in corpus.ids():
@@ -146,7 +148,9 @@ def test_worker_sigkilled_mid_sweep_leaves_nothing_half_removed(redis_server: Re
     wait_until(frozen_mid_sweep, 30, interval=0.002, message="worker A to be in the middle of its sweep")
     a.kill()
     assert r.pttl(keys.SWEEP_LEASE) > 0  # the dead worker's lease is still there: it runs out by itself
-    kept, removed = check_removal_invariants(r, before)  # every article wholly there or wholly gone
+    # every article wholly there or wholly gone (A may die between a removal and its blob deletes:
+    # orphan blobs are allowed, see newsdedup/storage/blobs.py)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     print(f"killed A mid-sweep: {len(removed)} removed, {len(kept)} left")
     assert kept and removed
     assert d.stats()["expired"] == len(removed)
@@ -154,7 +158,7 @@ def test_worker_sigkilled_mid_sweep_leaves_nothing_half_removed(redis_server: Re
     b = procs.worker(redis_server.url, "sweeper-b", **WINDOW)
     wait_until(lambda: b.check_alive() or (r.hlen(keys.IDS) == 0 and not r.exists(keys.SWEEP_LEASE)), 30,
                message="worker B to take the lease over and finish the sweep")
-    kept, removed = check_removal_invariants(r, before)
+    kept, removed = check_removal_invariants(r, before, crashed=True)
     assert kept == set() and removed == set(before)
     assert d.stats()["expired"] == total
     nothing_left(r)

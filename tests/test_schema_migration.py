@@ -42,6 +42,12 @@ def test_old_prefix_data_is_renamed_once_and_everything_reads_and_processes(redi
     # one more copy stays queued: its stream entry must survive the rename and be processed after it
     d.submit([parse_article({"id": "c5", "text": light_edit(texts[5], 5, 0.01)})])
     before_stats = d.stats()
+    blob = keys.blob(int(redis_client.hget(keys.IDS, "o1") or 0))
+    sig = redis_client.hget(blob, "sig")
+    assert sig is not None
+    # the layout before blobs too: the bulky fields back in the article hash
+    redis_client.hset(keys.article(int(redis_client.hget(keys.IDS, "o1") or 0)), "sig", sig or b"")
+    redis_client.delete(blob)
     moved = to_old_prefix(redis_client)
     assert moved > 20 and not list(redis_client.scan_iter(match=keys.PREFIX + "*"))
     assert redis_client.exists(OLD_META)
@@ -49,6 +55,7 @@ def test_old_prefix_data_is_renamed_once_and_everything_reads_and_processes(redi
     fresh = Dedup(redis_client, config)
     fresh.engine.index.ensure_index()  # what a worker (or the API's first write) does when it starts
     assert fresh.article("o1")["status"] == "done"
+    assert redis_client.hget(blob, "sig") == sig  # moved into its blob by the same migration
     assert not redis_client.exists(OLD_META) and not list(redis_client.scan_iter(match=keys.OLD_PREFIX + "*"))
     assert fresh.stats()["articles"] == before_stats["articles"]
     assert partition(redis_client, before_ids(before)) == before

@@ -105,7 +105,7 @@ def test_compare_without_kept_text_is_a_clear_409(config: Config, redis_client: 
 def test_articles_kept_before_pages_were_compare_on_their_kept_text(seeded: FlaskClient,
                                                                     redis_client: redis.Redis) -> None:
     n = int(redis_client.hget(keys.IDS, "seed") or 0)
-    redis_client.hdel(keys.article(n), "page", "lines")  # as an article stored by an earlier version
+    redis_client.hdel(keys.blob(n), "page", "lines")  # as an article stored by an earlier version
     rep = seeded.get("/v1/articles/seed/compare/repost").get_json()
     assert rep["a"]["page"] == "kept_text" and rep["a"]["boilerplate_lines"] == []
     assert rep["a"]["repeated_blocks"][0]["occurrences"] == 2  # what the engine recorded

@@ -13,6 +13,7 @@ from newsdedup.articles import ArticleIn
 from newsdedup.dedup.base import Service
 from newsdedup.errors import NotFound, ValidationError
 from newsdedup.index.minhash import containments, jaccard
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, rfc3339, unpack_sig, unpack_text
 from newsdedup.storage.txn import guarded
 from newsdedup.text.boilerplate import source_key
@@ -30,6 +31,7 @@ class Reads(Service):
         rec = self.r.hgetall(keys.article(n))
         if not rec:
             raise NotFound(f"no article with id {article_id!r}")
+        blobs.merged(self.r, [n], [rec], ("sig", "text", "repeated"))
         cid = decoded(rec.get(b"cluster")) if rec.get(b"status") == b"done" else None
         dups: list[dict[str, Any]] = []
         duplicate_of = None
@@ -71,7 +73,7 @@ class Reads(Service):
         pipe = self.r.pipeline(transaction=False)
         for m in others:
             pipe.hmget(keys.article(m), "id", "sig", "size")
-        rows = pipe.execute()
+        rows = self._with_sigs(others, pipe.execute(), 1)
         sig = unpack_sig(rec.get(b"sig", b""), self.cfg.num_perm)
         out = []
         for i, sb, zb in rows:
@@ -87,6 +89,13 @@ class Reads(Service):
                         "containment": round(float(max(a[0], b[0])), 4)})
         out.sort(key=lambda d: -(d["similarity"] or 0))
         return out
+
+    def _with_sigs(self, ns: list[int], rows: list[Any], at: int) -> list[Any]:
+        """Article rows (HMGET replies) with column ``at`` ("sig") taken from each article's blob."""
+        recs: list[dict[bytes, bytes]] = [{b"sig": row[at]} if row[at] is not None else {} for row in rows]
+        for row, got in zip(rows, blobs.read(self.r, ns, ("sig",), recs)):
+            row[at] = got.get(b"sig")
+        return rows
 
     @guarded
     def cluster(self, cluster_id: str) -> dict[str, Any]:
@@ -117,7 +126,7 @@ class Reads(Service):
         pipe = self.r.pipeline(transaction=False)
         for m in others:
             pipe.hmget(keys.article(m), "id", "title", "sig", "size", "processed_at")
-        rows = pipe.execute()
+        rows = self._with_sigs(others, pipe.execute(), 2)
         csig = None
         csize = 0
         for m, row in zip(others, rows):

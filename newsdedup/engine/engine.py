@@ -6,10 +6,10 @@ whatever the batch size (each step is a module of this package or of ``index``):
 1. read the article records (here);
 2. analyse the pages and read what is known of each source's boilerplate
    (``analysis.py``, one script);
-3. compute signatures for the whole batch, insert them into the LSH band table
-   and get the candidates back (``index/band_table.py``, one script:
-   insert-and-read is atomic, so two copies handled at the same moment by two
-   workers always meet);
+3. compute signatures for the whole batch, write them (one script), insert them
+   into the LSH band groups and get the candidates back (``index/band_table.py``,
+   one script per group, pipelined: insert-and-read is atomic per group, so two
+   copies handled at the same moment by two workers always meet);
 4. verify candidates with the estimated Jaccard and containment
    (``verify.py``), then place every article in a cluster with one
    compare-and-set transaction retried on a concurrent change (``linking.py``),
@@ -35,6 +35,7 @@ from newsdedup.errors import ProcessingError
 from newsdedup.explain import page_record
 from newsdedup.index.band_table import BandTable, IndexRow
 from newsdedup.observe import events, metrics
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
@@ -43,7 +44,7 @@ from newsdedup.text.page import Page, analyse_many
 
 log = logging.getLogger(__name__)
 
-# what the worker reads of a queued article (with its payload)
+# what the worker reads of a queued article (with its payload); "sig": only articles stored before blobs
 RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig", "cluster", "head")
 
 
@@ -135,16 +136,17 @@ class Engine:
         if not jobs:
             return
         # updates: remove the previous version's band entries first (idempotent)
-        stale = Txn()
-        for j in jobs:
-            old = j.record.get(b"sig")
-            if old and detach(j):
+        stale = []
+        updated = [j for j in jobs if detach(j)]
+        for j, got in zip(updated, blobs.read(self.r, [j.n for j in updated], ("sig",), [j.record for j in updated])):
+            old = got.get(b"sig")
+            if old:
                 old_sig = unpack_sig(old, self.cfg.num_perm)
                 if old_sig is not None:
-                    self.index.unindex(stale, j.n, old_sig)
-        if stale.writes:
-            self.scripts.run(stale)
+                    stale.append((j.n, old_sig))
+        self.index.unindex_many(stale)
         rows: list[IndexRow] = []
+        blob_rows: list[tuple[int, int, dict[str, Any]]] = []
         for j in jobs:
             f = j.features
             assert f is not None and f.sig is not None
@@ -163,12 +165,20 @@ class Engine:
                 values.update(page_record(j.packed_text, f.page, f.boilerplate, whole))  # for explanations
             if not j.record.get(b"cluster"):
                 values["cluster"] = keys.cluster_id(j.n)
+            bulky = {k: values.pop(k) for k in keys.BLOB_FIELDS if k in values}
+            blob_rows.append((j.n, j.ver, bulky))
             rows.append((keys.article(j.n), j.n, j.ver, f.sig if self.analysis.indexable(f) else None, values))
+        # the blob first: whoever finds the article through the band table finds its signature
+        blobs.write(self.r, blob_rows)
+        blobs.drop_legacy(self.r, [j.n for j in jobs if b"sig" in j.record])  # stored before blobs
+        moved_on = []
         for j, found in zip(jobs, self.index.insert(rows)):
             if found is None:
                 j.skip = "superseded"
+                moved_on.append((j.n, j.ver))
             else:
                 j.candidates = found
+        blobs.drop_if(self.r, moved_on)  # a blob of a version that will never be visible
 
     def _finish_skipped(self, jobs: list[Job]) -> None:
         """Acknowledge entries that need no work; fail permanently broken articles."""

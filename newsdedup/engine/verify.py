@@ -11,6 +11,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.jobs import Edge, Features
 from newsdedup.index.minhash import containments, jaccard
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, unpack_sig
 from newsdedup.storage.scripts import Scripts
 from newsdedup.text.story import titles_differ
@@ -43,8 +44,12 @@ class Verifier:
                 for i, s, c in zip(at.tolist(), np.round(j[at], 4).tolist(), np.round(cont[at], 4).tolist())]
 
     def candidate_data(self, ns: Sequence[int]) -> dict[int, tuple[npt.NDArray[np.uint32], int]]:
+        """Signature (from the blob) and size of each candidate that has both."""
+        rows = self.scripts.hmget_many([keys.article(m) for m in ns], ("sig", "size"))
+        recs = [{b"sig": sig_b} if sig_b is not None else {} for sig_b, _ in rows]
         out = {}
-        for m, (sig_b, size_b) in zip(ns, self.scripts.hmget_many([keys.article(m) for m in ns], ("sig", "size"))):
+        for m, (_, size_b), got in zip(ns, rows, blobs.read(self.scripts.client, ns, ("sig",), recs)):
+            sig_b = got.get(b"sig")
             sig = unpack_sig(sig_b, self.cfg.num_perm) if sig_b else None
             if sig is not None and size_b is not None:
                 out[m] = (sig, int(size_b))

@@ -25,6 +25,7 @@ from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import ConfigError
 from newsdedup.index.minhash import jaccard
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, unpack_sig
 from newsdedup.storage.redis_client import connect
 from newsdedup.storage.scripts import Scripts
@@ -66,7 +67,11 @@ def clusters(r: Any, cfg: Config, min_size: int = 2) -> Iterator[dict[str, Any]]
                 elif source == keys.SINGLES and (n := keys.cluster_number(cid)) is not None:
                     groups.append((cid, n, [n]))  # implicit: c<n> of its only article
             numbers = [n for _, _, ms in groups for n in ms]
-            rows = dict(zip(numbers, scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)))
+            found = scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)
+            legacy = [{b"sig": row[5]} if row[5] is not None else {} for row in found]
+            for row, got in zip(found, blobs.read(r, numbers, ("sig",), legacy)):
+                row[5] = got.get(b"sig")  # the signature lives in the article's blob
+            rows = dict(zip(numbers, found))
             for cid, canonical, ms in groups:
                 yield _record(cfg, cid, canonical, ms, rows)
 

@@ -1,11 +1,14 @@
 """The one path that takes articles out of Redis: ``DELETE /v1/articles/<id>`` and the retention sweeper.
 
-A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`): band
-entries, record (signature, sizes, kept text), payload, id mapping, time-index entry, cluster
-membership, its headline search record, the line shapes it taught its source's boilerplate
-state, and counters, all or nothing. A concurrent change (a worker indexing or clustering one of
-them, a re-post) fails the checks and the batch is read again, so nothing is ever half removed
-and running a removal twice (a sweeper killed and restarted) is harmless.
+A batch of articles goes in one checked, atomic transaction (:class:`newsdedup.storage.txn.Txn`):
+record, payload, id mapping, time-index entry, cluster membership, its headline search record,
+the line shapes it taught its source's boilerplate state, and counters, all or nothing. A
+concurrent change (a worker indexing or clustering one of them, a re-post) fails the checks and
+the batch is read again, so nothing is ever half removed and running a removal twice (a sweeper
+killed and restarted) is harmless. Right after that transaction, in other slots: the articles'
+band entries, one call per band group (the transaction records them as owed in ``nd:unband``,
+so a crash in between is paid by the next removal), then their blobs (signature, kept text:
+:mod:`newsdedup.storage.blobs`).
 
 Clusters: a cluster keeps its id while any member remains and gets the smallest remaining article
 number as canonical member (the rule the clustering transaction uses), and stays explicit when
@@ -18,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -28,6 +31,7 @@ from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import StorageUnavailable
 from newsdedup.observe import events
+from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, unpack_sig
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key
@@ -43,6 +47,7 @@ class Removed:
     ids: list[str]
     stale: int = 0  # time-index entries whose article was already gone (dropped too)
     seconds: float = 0.0  # the transaction call that removed them, as this client timed it
+    unindex: list[tuple[int, Any]] = field(default_factory=list)  # (number, signature) to take out of the bands
 
 
 class Removal:
@@ -55,6 +60,7 @@ class Removal:
 
     def delete_id(self, article_id: str) -> bool:
         """DELETE /v1/articles/<id>: False when no article has that id."""
+        self.settle()
         for _ in range(RETRIES):
             raw = self.r.hget(keys.IDS, article_id)
             if raw is None:
@@ -66,6 +72,7 @@ class Removal:
 
     def remove(self, numbers: Sequence[int], expired: bool = True) -> Removed:
         """Remove these article numbers (those still there) in one atomic call, retried on a conflict."""
+        self.settle()
         for attempt in range(RETRIES):
             done = self._attempt(list(numbers), expired=expired)
             if done is not None:
@@ -77,6 +84,9 @@ class Removal:
         """The transaction removing ``numbers`` as they are now (reads the records and their clusters)."""
         rows = self.engine.scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)
         recs = {n: dict(zip(FIELDS, row)) for n, row in zip(numbers, rows)}
+        legacy = [{b"sig": rec["sig"]} if rec["sig"] is not None else {} for rec in recs.values()]
+        for rec, got in zip(recs.values(), blobs.read(self.r, numbers, ("sig",), legacy)):
+            rec["sig"] = got.get(b"sig")  # the signature it was indexed with, from its blob
         txn = Txn()
         done = Removed(ids=[])
         if expect_id is not None:
@@ -98,6 +108,7 @@ class Removal:
             sig = unpack_sig(rec["sig"] or b"", self.cfg.num_perm)
             if sig is not None and rec["iver"]:
                 unindex.append((n, sig))
+                txn.hset(keys.UNBAND, {str(n): rec["sig"] or b""})  # a debt, paid right after the transaction
             shapes = rec["bpsh"]
             if shapes is not None:  # the story's line shapes were learned: they are forgotten with it
                 src = keys.boilerplate(source_key(decoded(rec["source"]), decoded(rec["url"])))
@@ -123,17 +134,17 @@ class Removal:
                     txn.delete(keys.tombstone(article_id))
                 events.emit(txn, self.cfg.events_maxlen, events.EXPIRED if expired else events.DELETED,
                             id=article_id, cluster_id=cid or None)
-        # one instruction per family for the whole batch: each band bucket, boilerplate hash and
-        # headline chunk is read and rewritten once, not once per article (bench/removal_cost.py)
-        self.engine.index.unindex_many(txn, unindex)
+        # one instruction per family for the whole batch: each boilerplate hash and headline chunk
+        # is read and rewritten once, not once per article (bench/removal_cost.py)
+        done.unindex = unindex
         for bp_key, taught in shapes_of.items():
             txn.hdecr(bp_key, dict(taught))
         for heads_key, records in heads_of.items():
             txn.cut_many(heads_key, records, keys.HEADLINE_SEP)
         self._leave_clusters(txn, gone_of, now)
-        for field, k in counts.items():
+        for counter, k in counts.items():
             if k:
-                txn.hincrby(keys.META, field, -k)
+                txn.hincrby(keys.META, counter, -k)
         if expired and done.ids:
             txn.hincrby(keys.META, "expired", len(done.ids))
         return txn, done
@@ -146,7 +157,29 @@ class Removal:
         if not self.engine.scripts.run(txn):
             return None
         done.seconds = time.perf_counter() - t0
+        # band entries after the articles (their groups are other slots): an entry whose article is
+        # gone is skipped by readers, and the debt recorded in the transaction outlives a crash
+        self._unband(done.unindex)
+        done.unindex = []
+        # then the blobs: a crash before this leaves orphan blobs (harmless, never read)
+        blobs.drop(self.r, numbers)
         return done
+
+    def _unband(self, items: list[tuple[int, Any]]) -> None:
+        """Take removed articles' entries out of the band groups, then strike them off the debt."""
+        if items:
+            self.engine.index.unindex_many(items)
+            self.r.hdel(keys.UNBAND, *(str(n) for n, _ in items))
+
+    def settle(self) -> int:
+        """Remove band entries that an interrupted removal left behind (``nd:unband``); how many articles."""
+        debt = self.r.hgetall(keys.UNBAND)
+        items = [(int(n), unpack_sig(sig, self.cfg.num_perm)) for n, sig in debt.items()]
+        self._unband([(n, sig) for n, sig in items if sig is not None])
+        stray = [str(n) for n, sig in items if sig is None]
+        if stray:
+            self.r.hdel(keys.UNBAND, *stray)
+        return len(items)
 
     def _leave_clusters(self, txn: Txn, gone_of: dict[str, set[int]], now: int) -> None:
         """Take removed articles out of their clusters (checked against each cluster's version)."""

@@ -2,10 +2,12 @@
 
 The rename is O(1) per key and keeps everything a key carries (TTLs, a stream's consumer
 group and pending entries), so article numbers, cluster ids and queue entries stay valid.
-It runs once, from ``BandTable.ensure_index``, before anything is written under the new names;
-the old ``nd:meta`` hash goes last, so an interrupted run resumes at the next start. Workers and
-API processes of the earlier version must be stopped first: they would keep writing old names.
-The LSH band table moves separately (``BandTable`` migrates its own legacy layouts).
+It also moves the bulky fields of old article hashes into their blobs
+(:func:`newsdedup.storage.blobs.migrate_blobs`). It runs once, from ``BandTable.ensure_index``,
+before anything is written under the new names; the old ``nd:meta`` hash goes last, so an
+interrupted run resumes at the next start. Workers and API processes of the earlier version must
+be stopped first: they would keep writing old names. The LSH band table moves separately
+(``BandTable`` migrates its own legacy layouts).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from newsdedup import keys
+from newsdedup.storage.blobs import migrate_blobs
 from newsdedup.storage.scripts import source
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,10 @@ def migrate_prefix(client: Any) -> int:
             flush(batch)
             batch = []
     flush(batch)
+    moved_fields = migrate_blobs(client)  # the bulky fields of the old article hashes into their blobs
     flush([OLD_META.encode()])  # last: while it exists the next start resumes the rename
     if left:
         log.warning("%d old keys were left in place: their new names already held other data", left)
-    log.info("renamed %d keys in %.1f s", moved, time.monotonic() - started)
+    log.info("renamed %d keys and moved the blob fields of %d articles in %.1f s", moved, moved_fields,
+             time.monotonic() - started)
     return moved

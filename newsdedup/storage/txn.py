@@ -179,24 +179,6 @@ class Txn:
             return self._w("xaddcap", self.k(key), maxlen, *flat)
         return self._w("xadd", self.k(key), *flat)
 
-    def unband(self, state_key: str, prefix: str, initial_level: int, band: int, value: bytes,
-               member4: bytes) -> Txn:
-        """Remove one entry (band value, member) from the LSH band table."""
-        return self._w("unband", self.k(state_key), prefix, initial_level, band, value, member4)
-
-    def unband_all(self, state_key: str, prefix: str, initial_level: int, member4: bytes, values: bytes) -> Txn:
-        """Remove a member's entry in every band (``values``: its band values, 4 bytes per band)."""
-        return self.unband_many(state_key, prefix, initial_level, [(member4, values)])
-
-    def unband_many(self, state_key: str, prefix: str, initial_level: int,
-                    members: list[tuple[bytes, bytes]]) -> Txn:
-        """Remove several members' entries in every band (member4, band values): the state is read
-        once, each bucket read and written once however many of the entries it holds."""
-        for i in range(0, len(members), 200):
-            flat: list[Arg] = [v for pair in members[i:i + 200] for v in pair]
-            self._w("unbandm", self.k(state_key), prefix, initial_level, *flat)
-        return self
-
     def hdecr(self, key: str, counts: dict[bytes, int]) -> Txn:
         """Take ``count`` off each field that is there; a field that reaches 0 is deleted (never negative).
 

@@ -14,7 +14,6 @@ local function bt_addr(v, level, nxt)
   if a < nxt then a = v % (2 * m) end
   return a
 end
-local function bt_key(prefix, band, a) return prefix .. band .. ":" .. a end
 -- band values (4 bytes each) as numbers and as strings, in two C calls, not two per band, and
 -- how many (struct.unpack also returns the next position: the tables hold one more value)
 local function bt_values(fields)
@@ -44,18 +43,24 @@ local function bt_find(s, f, n4)
   end
   return table.concat(found), #found, mine
 end
--- split buckets (in every band) while the average holds more than `load` entries, for `added`
--- new entries: at most twice the steps they need plus 8, so no call blocks Redis for long and a
--- table that is behind (just migrated) catches up over later calls
-local function bt_grow(prefix, nbands, level, nxt, entries, load, added)
+-- split buckets (in every band of the group) while the average holds more than `load` entries,
+-- for `added` new entries: at most twice the steps they need plus 8, so no call blocks Redis for
+-- long and a table that is behind (just migrated) catches up over later calls. `where[p][addr]`
+-- is the KEYS index of bucket `addr` of the group's band p (0-based): a step runs only when the
+-- caller declared both buckets it touches in every band, else growing waits for a later call.
+local function bt_grow(where, nbands, level, nxt, entries, load, added)
   local steps, most = 0, 8 + math.ceil(2 * added / (load * nbands))
   while steps < most and level < 31 and entries > load * nbands * (2 ^ level + nxt) do
-    steps = steps + 1
     local m = 2 ^ level
+    for p = 0, nbands - 1 do
+      local w = where[p]
+      if not (w and w[nxt] and w[nxt + m]) then return level, nxt end
+    end
+    steps = steps + 1
     local byte_i, bitv = math.floor(level / 8), 2 ^ (level % 8)
-    for b = 0, nbands - 1 do
-      local key = bt_key(prefix, b, nxt)
-      local s = redis.call("GET", key)
+    for p = 0, nbands - 1 do
+      local lo_i, hi_i = where[p][nxt], where[p][nxt + m]
+      local s = redis.call("GET", KEYS[lo_i])
       if s then
         local lo, hi = {}, {}
         for e = 1, #s, 8 do
@@ -66,8 +71,8 @@ local function bt_grow(prefix, nbands, level, nxt, entries, load, added)
           end
         end
         if #hi > 0 then
-          redis.call("SET", bt_key(prefix, b, nxt + m), table.concat(hi))
-          if #lo > 0 then redis.call("SET", key, table.concat(lo)) else redis.call("DEL", key) end
+          redis.call("SET", KEYS[hi_i], table.concat(hi))
+          if #lo > 0 then redis.call("SET", KEYS[lo_i], table.concat(lo)) else redis.call("DEL", KEYS[lo_i]) end
         end
       end
     end

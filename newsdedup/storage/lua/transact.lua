@@ -1,7 +1,6 @@
 -- ARGV is a flat list of instructions: name, argument count, arguments...
 -- Checks ("eqm", "exists") run first; if one fails nothing is written and the
 -- script returns {0, index-of-failed-check}. Otherwise every write runs and {1} is returned.
--- Runs after band_table.lua (the loader puts that library in front of it).
 local argv = ARGV
 local instrs = {}
 local i = 1
@@ -79,84 +78,6 @@ for _, ins in ipairs(instrs) do
     redis.call("XADD", key(a[1]), "*", unpack(a, 2))
   elseif name == "xaddcap" then  -- maxlen, fields...: approximate trimming (whole stream nodes)
     redis.call("XADD", key(a[1]), "MAXLEN", "~", a[2], "*", unpack(a, 3))
-  elseif name == "unband" then  -- state key, bucket prefix, initial level, band, band value, n4
-    local skey = key(a[1])
-    local level, nxt = bt_state(skey, a[3])
-    local bkey = bt_key(a[2], a[4], bt_addr(struct.unpack("<I4", a[5]), level, nxt))
-    local s = redis.call("GET", bkey)
-    local at = s and bt_aligned(s, a[5] .. a[6], 1)
-    if at then
-      s = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
-      if #s == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, s) end
-      redis.call("HINCRBY", skey, "entries", -1)
-    end
-  elseif name == "unbandm" then  -- state key, bucket prefix, initial level, then n4, band values (4 bytes each)...
-    -- every band entry of several articles: the state is read once and counted down once, and
-    -- each bucket is read and rewritten once for all the entries it loses (most lose one: no table)
-    local skey = key(a[1])
-    local level, nxt = bt_state(skey, a[3])
-    local m = 2 ^ level
-    local heads = {}  -- "<prefix><band>:" per band, built once
-    local want, order = {}, {}
-    for j = 4, #a, 2 do
-      local n4 = a[j]
-      local vs, fs, nb = bt_values(a[j + 1])
-      for b = 1, nb do
-        local h = heads[b]
-        if not h then h = a[2] .. (b - 1) .. ":"; heads[b] = h end
-        local addr = vs[b] % m
-        if addr < nxt then addr = vs[b] % (2 * m) end
-        local bkey = h .. addr
-        local e = fs[b] .. n4
-        local w = want[bkey]
-        if w == nil then
-          want[bkey] = e
-          order[#order + 1] = bkey
-        elseif type(w) == "string" then
-          want[bkey] = {w, e}
-        else
-          w[#w + 1] = e
-        end
-      end
-    end
-    local gone = 0
-    for _, bkey in ipairs(order) do
-      local s = redis.call("GET", bkey)
-      if s then
-        local w = want[bkey]
-        local rest
-        if type(w) == "string" then
-          local at = bt_aligned(s, w, 1)
-          if at then
-            rest = string.sub(s, 1, at - 1) .. string.sub(s, at + 8)
-            gone = gone + 1
-          end
-        else
-          local cuts = {}
-          for _, e in ipairs(w) do
-            local at = bt_aligned(s, e, 1)
-            if at then cuts[#cuts + 1] = at end
-          end
-          if #cuts > 0 then
-            table.sort(cuts)
-            local parts, from, last = {}, 1, -8
-            for _, at in ipairs(cuts) do
-              if at ~= last then  -- the same entry asked for twice is removed once
-                parts[#parts + 1] = string.sub(s, from, at - 1)
-                from, last = at + 8, at
-                gone = gone + 1
-              end
-            end
-            parts[#parts + 1] = string.sub(s, from)
-            rest = table.concat(parts)
-          end
-        end
-        if rest then
-          if #rest == 0 then redis.call("DEL", bkey) else redis.call("SET", bkey, rest) end
-        end
-      end
-    end
-    if gone > 0 then redis.call("HINCRBY", skey, "entries", -gone) end
   elseif name == "cutm" then  -- separator, records...: remove exact records from a string of records, in one pass
     local k, sep = key(a[1]), a[2]
     local s = redis.call("GET", k)
