@@ -95,7 +95,7 @@ def reshard(cluster: RedisCluster, slot: int, to: RedisServer, timeout: float = 
             "--cluster-from", node_id(cluster, owner), "--cluster-to", node_id(cluster, to),
             "--cluster-slots", str(count), "--cluster-yes"]
     res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, tail(res.stdout + res.stderr)
+    assert res.returncode == 0, f"redis-cli exit {res.returncode}:\n{tail(res.stdout, 8)}\n{tail(res.stderr, 20)}"
     assert master_of_slot(cluster, slot).port == to.port, tail(res.stdout)
     return count
 
