@@ -49,12 +49,13 @@ def slot_of(client: ClusterClient, key: str) -> int:
     return int(client.keyslot(key))
 
 
-def slot_map(cluster: RedisCluster) -> dict[int, int]:
-    """slot -> port of the master serving it, as the first node that answers sees it (CLUSTER SLOTS)."""
-    for node in cluster.nodes:
-        if not node.running:
+def slot_map(cluster: RedisCluster, node: RedisServer | None = None) -> dict[int, int]:
+    """slot -> port of the master serving it, as ``node`` (default: the first node that answers) sees it
+    (CLUSTER SLOTS)."""
+    for asked in [node] if node is not None else cluster.nodes:
+        if not asked.running:
             continue
-        c = redis.Redis(host=LOOPBACK, port=node.port, socket_timeout=2.0)
+        c = redis.Redis(host=LOOPBACK, port=asked.port, socket_timeout=2.0)
         try:
             rows = c.execute_command("CLUSTER", "SLOTS")
         except (redis.ConnectionError, redis.TimeoutError):
@@ -96,7 +97,9 @@ def reshard(cluster: RedisCluster, slot: int, to: RedisServer, timeout: float = 
             "--cluster-slots", str(count), "--cluster-yes"]
     res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"redis-cli exit {res.returncode}:\n{tail(res.stdout, 8)}\n{tail(res.stderr, 20)}"
-    assert master_of_slot(cluster, slot).port == to.port, tail(res.stdout)
+    # the other nodes learn the new owner by gossip: wait until every running node says so
+    wait_until(lambda: all(slot_map(cluster, n)[slot] == to.port for n in cluster.nodes if n.running), 30,
+               message=f"every node to see slot {slot} on port {to.port}")
     return count
 
 
