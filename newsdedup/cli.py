@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedded Redis data lives in DATA_DIR/redis (default NEWSDEDUP_DATA_DIR or ./var)")
     p.add_argument("--cluster", action="store_true",
                    help="start a local Redis Cluster (3 masters + 3 replicas, in DATA_DIR/cluster) instead of one "
-                        "Redis; refused until the engine supports Redis Cluster (docs/cluster.md)")
+                        "Redis; the API and workers use it through the cluster client (docs/cluster.md)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (production server)")

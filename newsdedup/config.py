@@ -40,8 +40,10 @@ NEWSDEDUP_AUTH_READS               false            also require a key for reads
 NEWSDEDUP_RATE_LIMIT               6000             requests per minute per client (0 = off)
 NEWSDEDUP_REDIS_TIMEOUT            5                Redis socket timeout, seconds
 NEWSDEDUP_REDIS_CLUSTER            auto             REDIS_URL is a Redis Cluster node: true|false, or
-                                                    auto: ask it (INFO cluster). Cluster mode is not
-                                                    supported yet and is refused (docs/cluster.md)
+                                                    auto: ask it (INFO cluster); a cluster node is
+                                                    used through redis-py's cluster client
+NEWSDEDUP_WAIT_REPLICAS            0                replicas that must hold a write before a 202 or
+                                                    a done (WAIT; else 503, the entry stays pending)
 NEWSDEDUP_LOG_LEVEL                INFO             logging level
 NEWSDEDUP_LOG_FORMAT               text             text, or json: one object per line (time, level,
                                                     logger, message, request_id and other fields)
@@ -177,6 +179,7 @@ class Config:
     rate_limit: int = 6000
     redis_timeout: float = 5.0
     redis_cluster: str = "auto"
+    wait_replicas: int = 0  # replicas that must acknowledge a write before it counts (WAIT)
     log_level: str = "INFO"
     log_format: str = "text"
     events_maxlen: int = 200_000
@@ -197,6 +200,10 @@ class Config:
                               "or unix:///path/to/socket")
         if self.redis_cluster not in ("auto", "true", "false"):
             raise ConfigError(f"NEWSDEDUP_REDIS_CLUSTER={self.redis_cluster!r}: use true, false or auto (ask Redis)")
+        if isinstance(self.wait_replicas, bool) or not isinstance(self.wait_replicas, int) \
+                or not 0 <= self.wait_replicas <= 100:
+            raise ConfigError(f"NEWSDEDUP_WAIT_REPLICAS={self.wait_replicas!r}: use an integer from 0 (do not wait) "
+                              "to 100, at most the number of replicas of each master")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"NEWSDEDUP_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
@@ -205,6 +212,11 @@ class Config:
             raise ConfigError(f"NEWSDEDUP_RETENTION_BY={self.retention_by!r}: use ingested or published")
         if not 0 <= self.retention <= MAX_RETENTION:
             raise ConfigError(f"NEWSDEDUP_RETENTION={self.retention!r} s is out of range; use 0 (forever) to 36500d")
+
+    @property
+    def wait_timeout_ms(self) -> int:
+        """How long WAIT may block for replica acknowledgements: NEWSDEDUP_REDIS_TIMEOUT."""
+        return max(1, int(self.redis_timeout * 1000))
 
     @property
     def sweep_seconds(self) -> float:
@@ -244,7 +256,8 @@ class Config:
                 "NEWSDEDUP_WORKER_BATCH": ("worker_batch", 1, 10_000),
                 "NEWSDEDUP_MAX_ATTEMPTS": ("max_attempts", 1, 100),
                 "NEWSDEDUP_RATE_LIMIT": ("rate_limit", 0, 10_000_000),
-                "NEWSDEDUP_EVENTS_MAXLEN": ("events_maxlen", 100, 100_000_000)}
+                "NEWSDEDUP_EVENTS_MAXLEN": ("events_maxlen", 100, 100_000_000),
+                "NEWSDEDUP_WAIT_REPLICAS": ("wait_replicas", 0, 100)}
         for name, (attr, lo, hi) in ints.items():
             if (v := get(name)) is not None:
                 kw[attr] = _int(name, v, lo, hi)

@@ -39,16 +39,16 @@ class IndexMismatch(ConfigError):
     code = "index_mismatch"
 
 
-class ClusterNotSupported(ConfigError):
-    """REDIS_URL names a Redis Cluster node, which the current key schema cannot use (docs/cluster.md)."""
+class ClusterModeMismatch(ConfigError):
+    """A single-node client talks to a Redis Cluster node (Redis was down when the process started, or
+    NEWSDEDUP_REDIS_CLUSTER=false on a cluster): refused before the first write, never a MOVED halfway."""
 
     status = 503
-    code = "cluster_not_supported"
+    code = "cluster_mode_mismatch"
 
-    def __init__(self, message: str = "REDIS_URL points at a Redis Cluster node, and newsdedup cannot run on Redis "
-                 "Cluster yet: its scripts touch keys in many hash slots (docs/cluster.md). Point REDIS_URL at a "
-                 "standalone Redis (cluster-enabled no), e.g. the one `newsdedup up` starts when REDIS_URL is unset"
-                 ) -> None:
+    def __init__(self, message: str = "REDIS_URL points at a Redis Cluster node but this process connected to it "
+                 "as to a single Redis (it was down when the process started, or NEWSDEDUP_REDIS_CLUSTER=false): "
+                 "restart the process, and leave NEWSDEDUP_REDIS_CLUSTER unset (auto) or set it to true") -> None:
         super().__init__(message)
 
 

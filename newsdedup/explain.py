@@ -15,13 +15,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.errors import NotFound, TextUnavailable
 from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, pack_text, unpack_text
+from newsdedup.storage.redis_client import Client
 from newsdedup.storage.txn import guarded
 from newsdedup.text.compare import Comparison, compare, marked
 from newsdedup.text.normalize import normalize
@@ -207,7 +206,7 @@ class Explanation:
 
 
 @guarded
-def explain(client: redis.Redis, config: Config, a_id: str, b_id: str) -> Explanation:
+def explain(client: Client, config: Config, a_id: str, b_id: str) -> Explanation:
     """Compare two stored articles (in one cluster or not) from what was kept of them."""
     r: Any = client
     nums = r.hmget(keys.IDS, [a_id, b_id])

@@ -1,31 +1,44 @@
 """The Redis key schema: every key newsdedup reads or writes is named here.
 
-All keys share the fixed prefix ``nd:`` but the blobs, whose hash tags start ``nd.p``;
-nothing is pickled. Values are UTF-8
-strings, decimal integers, JSON, raw little-endian ``uint32`` arrays
-(signatures, LSH member lists) or compressed text (zstd of GB18030; zlib before).
+Every key starts with a hash tag, so that the schema is slot-legal on a Redis Cluster and
+identical on a single Redis: every key a script or transaction touches is declared and sits in
+one hash slot. Three families (docs/cluster.md has the reasons and the figures):
+
+* ``{nd}:`` the data slot (slot 1031): articles, ids, queue, clusters, counters, events. Every
+  transaction of the engine (submit, placement + done + ack, delete, removal, retry) is one
+  atomic script in this one slot, so compare-and-set placement and exactly-once processing hold
+  as on one node.
+* ``{nd.g<j>...}:`` the LSH band table, in 6 band groups spread over the other masters (most of
+  the Redis CPU per article goes here).
+* ``{nd.p<i>...}:`` article blobs, the bulky fields, in 48 partition slots spread over every
+  master (most of the memory per article goes here).
+
+Nothing is pickled. Values are UTF-8 strings, decimal integers, JSON, raw little-endian
+``uint32`` arrays (signatures, LSH member lists) or compressed text (zstd of GB18030; zlib
+before). Data written before this schema used the prefix ``nd:`` (storage/migrate.py renames it).
+``<x>`` below stands for a value (``n``: an article number).
 
 Articles are known outside by their external id and inside by a sequence
-number ``n`` (an integer from ``nd:seq``) so that index entries stay small.
+number ``n`` (an integer from ``{nd}:seq``) so that index entries stay small.
 
 =============================  ======  ==============================================================
 key                            type    contents
 =============================  ======  ==============================================================
-nd:seq                         string  last article number handed out (INCR)
-nd:ids                         hash    external id -> article number
-nd:a:{n}                       hash    one article: id, ver, status, chash, title, url, source,
+{nd}:seq                       string  last article number handed out (INCR)
+{nd}:ids                       hash    external id -> article number
+{nd}:a:<n>                     hash    one article: id, ver, status, chash, title, url, source,
                                        published_at, lang, ingested_at, processed_at, size
                                        (shingles), tokens, cluster, rshare, attempts, error,
-                                       bpsh (the line shapes it added to nd:bp:{source}, 8 bytes
+                                       bpsh (the line shapes it added to {nd}:bp:<source>, 8 bytes
                                        each: taken back when the article is removed),
-                                       head (its record in nd:heads:{chunk}),
+                                       head (its record in {nd}:heads:<chunk>),
                                        content ("story" or "none"), content_reason (script,
                                        undecodable, too_short), thin (1: body too small, the
                                        title decides). Articles stored before the blobs may
                                        still hold the blob's fields here (read as a fallback
                                        when there is no blob; ``blobs.migrate_blobs`` moves them)
-{P}:x:{n}                      hash    the article's bulky fields (its blob), in partition slot
-                                       {P} = PARTITION_TAGS[n % 48], so that memory spreads over
+{<p>}:x:<n>                    hash    the article's bulky fields (its blob), in partition slot
+                                       <p> = PARTITION_TAGS[n % 48], so that memory spreads over
                                        every master: ver (the article version they belong to),
                                        sig (uint32 x num_perm), repeated (JSON), text (cleaned
                                        text: zstd of GB18030, a lossless Unicode encoding that
@@ -36,59 +49,59 @@ nd:a:{n}                       hash    one article: id, ver, status, chash, titl
                                        page). Written before the step that makes the article
                                        visible, deleted after the one that removes it (see
                                        newsdedup/storage/blobs.py)
-nd:p:{n}                       string  the submitted body until the article is done: "t" (text) or
+{nd}:p:<n>                     string  the submitted body until the article is done: "t" (text) or
                                        "h" (HTML), then packed like text (older: zlib JSON); kept
                                        apart so article hashes stay small
-{<tag g>}:band:{band}:{addr}   string  LSH band-table bucket of band ``band`` (in group g = band % 6):
+{<g>}:band:<band>:<addr>       string  LSH band-table bucket of band ``band`` (in group g = band % 6):
                                        8-byte entries, each a band value (uint32) then an article
                                        number (uint32) with that value
-{<tag g>}:bands                hash    state of band group g's table: level, next (the next bucket
+{<g>}:bands                    hash    state of band group g's table: level, next (the next bucket
                                        to split), entries (in the group's bands); see "The LSH band
                                        table" below. Tags: g0 nd.g0.10, g1 nd.g1.13, g2 nd.g2.11,
                                        g3 nd.g3.13, g4 nd.g4.23, g5 nd.g5.1 (:data:`BAND_GROUP_TAGS`)
-nd:c:{cid}                     hash    cluster that has had 2+ members: size, canonical (n),
+{nd}:c:<cid>                   hash    cluster that has had 2+ members: size, canonical (n),
                                        created_at, updated_at; kept while 1 member is left (after
                                        an update or delete) so the member keeps its cluster id.
-                                       A cluster never founded on 2+ is implicit in nd:a:{n}
-nd:cm:{cid}                    set     member article numbers of a cluster with an nd:c record
-nd:calias                      hash    merged-away cluster id -> the cluster id it became
-nd:clusters                    zset    clusters with 2+ members scored by updated_at (ms)
-nd:singles                     zset    clusters with 1 member scored by updated_at (ms); the two
+                                       A cluster never founded on 2+ is implicit in {nd}:a:<n>
+{nd}:cm:<cid>                  set     member article numbers of a cluster with a {nd}:c record
+{nd}:calias                    hash    merged-away cluster id -> the cluster id it became
+{nd}:clusters                  zset    clusters with 2+ members scored by updated_at (ms)
+{nd}:singles                   zset    clusters with 1 member scored by updated_at (ms); the two
                                        zsets together hold every cluster of a processed article
-nd:bp:{source}                 hash    boilerplate learning per source: field = 8-byte line-shape
+{nd}:bp:<source>               hash    boilerplate learning per source: field = 8-byte line-shape
                                        hash -> number of docs containing it; field "#docs" = docs
                                        (stories stored: a removed article's shapes are taken back)
-nd:none:{reason}               set     numbers of done articles without story text, per reason
+{nd}:none:<reason>             set     numbers of done articles without story text, per reason
                                        (script, undecodable, too_short): counted in GET /v1/stats
-nd:q                           stream  work queue; entries {n, ver, rid (request id)}; group "workers"
-nd:q:dead                      stream  dead-lettered entries {n, ver, reason, attempts}
-nd:meta                        hash    counters: queued (accepted, not yet done or failed), failed,
+{nd}:q                         stream  work queue; entries {n, ver, rid (request id)}; group "workers"
+{nd}:q:dead                    stream  dead-lettered entries {n, ver, reason, attempts}
+{nd}:meta                      hash    counters: queued (accepted, not yet done or failed), failed,
                                        expired (removed by the retention sweeper);
                                        index: the parameters the index was built with
-nd:expiry                      zset    every stored article number scored by its retention time (ms:
+{nd}:expiry                    zset    every stored article number scored by its retention time (ms:
                                        ingested_at, or published_at under NEWSDEDUP_RETENTION_BY=
                                        published); written and removed with the article
-nd:gone:{id}                   string  tombstone of an expired article: when it expired (ms); expires
+{nd}:gone:<id>                 string  tombstone of an expired article: when it expired (ms); expires
                                        itself after one retention window (GET answers "expired")
-nd:unband                      hash    band entries still to remove: article number -> the signature
+{nd}:unband                    hash    band entries still to remove: article number -> the signature
                                        it was indexed with. Written by the removal transaction (the
                                        article goes in the data slot, its band entries in the group
                                        slots after it), deleted once they are out; a removal that
                                        finds some left (a crash in between) removes them first
-nd:sweep                       string  the sweeper lease: a random token of the worker sweeping;
+{nd}:sweep                     string  the sweeper lease: a random token of the worker sweeping;
                                        expires (PX) if that worker dies
-nd:rl:{client}:{minute}        string  per-client request counter for rate limiting (expires)
-nd:events                      stream  the events feed (GET /v1/events): entries {type, at, data
+{nd}:rl:<client>:<minute>      string  per-client request counter for rate limiting (expires)
+{nd}:events                    stream  the events feed (GET /v1/events): entries {type, at, data
                                        (JSON)}, capped at NEWSDEDUP_EVENTS_MAXLEN (approximately)
-nd:metrics                     hash    counters behind /metrics (see newsdedup.observe.metrics)
-nd:done:{bucket}               string  articles finished in one 10-second bucket (time // 10 s);
+{nd}:metrics                   hash    counters behind /metrics (see newsdedup.observe.metrics)
+{nd}:done:<bucket>             string  articles finished in one 10-second bucket (time // 10 s);
                                        expires after 2 hours (the overview's "last minute / hour")
-nd:heads:{chunk}               string  headline search, one string per 1024 article numbers
+{nd}:heads:<chunk>             string  headline search, one string per 1024 article numbers
                                        (n // 1024): a record "<normalised title>\x1f<n>\x1e" per
                                        processed article, searched inside Redis with a plain
                                        substring find; the article's "head" field holds its record
                                        so that an update or a delete cuts it out
-nd:csizes                      zset    clusters with 2+ members scored by size (largest clusters)
+{nd}:csizes                    zset    clusters with 2+ members scored by size (largest clusters)
 =============================  ======  ==============================================================
 
 The LSH band table is split into ``BAND_GROUPS`` = 6 groups (band ``b`` in group
@@ -121,7 +134,7 @@ number of partitions. A blob is one key: every write and read of it is in one sl
 
 Cluster ids are ``c`` + the article number of the cluster's earliest member,
 so they are stable, short and need no lookup table: when two clusters merge
-the smaller number wins and the other is recorded in ``nd:calias``.
+the smaller number wins and the other is recorded in ``{nd}:calias``.
 """
 
 from __future__ import annotations
@@ -145,7 +158,7 @@ META = PREFIX + "meta"
 GROUP = "workers"
 EVENTS = PREFIX + "events"
 METRICS = PREFIX + "metrics"
-HEADLINE_CHUNK = 1024  # article numbers per nd:heads:{chunk} string
+HEADLINE_CHUNK = 1024  # article numbers per {nd}:heads:<chunk> string
 HEADLINE_SEP = "\x1e"  # ends each headline record
 CLUSTER_SIZES = PREFIX + "csizes"
 DONE_BUCKET_MS = 10_000
@@ -170,7 +183,7 @@ BP_DOCS_FIELD = b"#docs"
 
 PARTITIONS = 48
 SLOTS = 16384
-BLOB_FIELDS = ("sig", "text", "page", "lines", "repeated")  # moved from nd:a:{n} to the article's blob
+BLOB_FIELDS = ("sig", "text", "page", "lines", "repeated")  # moved from {nd}:a:<n> to the article's blob
 BLOB_MATCH = "{nd.p*}:x:*"  # SCAN pattern of every blob
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.storage.records import decoded, rfc3339
+from newsdedup.storage.redis_client import Client
 from newsdedup.text.normalize import normalize
 
 SOURCES_SHOWN = 5
@@ -43,11 +42,11 @@ class ClusterPage:
     notes: list[str] = field(default_factory=list)
 
 
-def _r(client: redis.Redis) -> Any:
+def _r(client: Client) -> Any:
     return client  # redis-py types replies as unions over decode modes; ours is a bytes client
 
 
-def done_recently(client: redis.Redis, now_ms: int) -> dict[str, int]:
+def done_recently(client: Client, now_ms: int) -> dict[str, int]:
     """Articles finished within the last minute and hour (10-second buckets, so to within 10 s)."""
     cur = now_ms // keys.DONE_BUCKET_MS
     per_hour = 3600_000 // keys.DONE_BUCKET_MS
@@ -56,7 +55,7 @@ def done_recently(client: redis.Redis, now_ms: int) -> dict[str, int]:
     return {"last_minute": sum(vals[-per_minute:]), "last_hour": sum(vals)}
 
 
-def summaries(client: redis.Redis, cids: list[str]) -> list[ClusterRow]:
+def summaries(client: Client, cids: list[str]) -> list[ClusterRow]:
     """Size, canonical headline, a few sources, first and last seen of each cluster (two round trips)."""
     r = _r(client)
     pipe = r.pipeline(transaction=False)
@@ -105,17 +104,17 @@ def _host(url: str | None) -> str:
     return rest.split("/", 1)[0]
 
 
-def largest(client: redis.Redis, count: int = 10) -> list[ClusterRow]:
+def largest(client: Client, count: int = 10) -> list[ClusterRow]:
     cids = [c.decode() for c in _r(client).zrevrange(keys.CLUSTER_SIZES, 0, count - 1)]
     return summaries(client, cids)
 
 
-def recently_grown(client: redis.Redis, count: int = 10) -> list[ClusterRow]:
+def recently_grown(client: Client, count: int = 10) -> list[ClusterRow]:
     cids = [c.decode() for c in _r(client).zrevrange(keys.CLUSTERS, 0, count - 1)]
     return summaries(client, cids)
 
 
-def cluster_page(client: redis.Redis, min_size: int = 2, query: str = "", page: int = 1, per_page: int = 50
+def cluster_page(client: Client, min_size: int = 2, query: str = "", page: int = 1, per_page: int = 50
                  ) -> ClusterPage:
     """One page of clusters, most recently changed first: all, those of a minimum size, or a search."""
     r = _r(client)
@@ -150,14 +149,14 @@ def cluster_page(client: redis.Redis, min_size: int = 2, query: str = "", page: 
                        more=start + per_page < len(scored))
 
 
-def _sizes(client: redis.Redis, cids: list[str]) -> dict[str, int]:
+def _sizes(client: Client, cids: list[str]) -> dict[str, int]:
     pipe = _r(client).pipeline(transaction=False)
     for c in cids:
         pipe.hget(keys.cluster(c), "size")
     return {c: int(s) if s is not None else 1 for c, s in zip(cids, pipe.execute())}
 
 
-def search(client: redis.Redis, query: str) -> tuple[list[str], list[str]]:
+def search(client: Client, query: str) -> tuple[list[str], list[str]]:
     """Clusters of the article with id ``query``, else of articles whose headline holds every word of it.
 
     Most recently changed first. Words match inside headlines after the same
@@ -225,7 +224,7 @@ return out
 CHUNKS_PER_CALL = 64  # Redis answers other clients between calls (16 calls at 1M articles)
 
 
-def find_headlines(client: redis.Redis, needle: str, limit: int) -> list[bytes]:
+def find_headlines(client: Client, needle: str, limit: int) -> list[bytes]:
     """Headline records ("<normalised title>\\x1f<n>") holding ``needle``, at most ``limit``."""
     r = _r(client)
     last = int(r.get(keys.SEQ) or 0) // keys.HEADLINE_CHUNK
@@ -239,7 +238,7 @@ def find_headlines(client: redis.Redis, needle: str, limit: int) -> list[bytes]:
     return out
 
 
-def member_details(client: redis.Redis, ids: list[str]) -> dict[str, dict[str, Any]]:
+def member_details(client: Client, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Source, url and times of articles by id (for a cluster's member table)."""
     r = _r(client)
     nums = r.hmget(keys.IDS, ids) if ids else []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 
-import redis
 from flask import Flask, current_app, g, request
 from werkzeug.wrappers import Response
 
@@ -20,7 +19,7 @@ from newsdedup.dedup import Dedup
 from newsdedup.errors import PayloadTooLarge
 from newsdedup.observe.logs import new_request_id, request_id
 from newsdedup.observe.metrics import counters
-from newsdedup.storage.redis_client import connect
+from newsdedup.storage.redis_client import Client, connect
 
 from .api import bp
 from .auth import authenticate
@@ -30,8 +29,8 @@ from .ratelimit import check_rate
 from .ui import page_guard, register_pages
 
 
-def make_redis(config: Config) -> redis.Redis:
-    """The API's client: :func:`newsdedup.storage.redis_client.connect` (bounded timeouts; a cluster is refused)."""
+def make_redis(config: Config) -> Client:
+    """The API's client: :func:`newsdedup.storage.redis_client.connect` (bounded timeouts; one node or a cluster)."""
     return connect(config)
 
 
@@ -82,7 +81,7 @@ def _guard() -> Response | None:
     return None
 
 
-def create_app(config: Config | None = None, redis_client: redis.Redis | None = None) -> Flask:
+def create_app(config: Config | None = None, redis_client: Client | None = None) -> Flask:
     """Build the API for ``config`` (default: from the environment) and ``redis_client`` (default: from it)."""
     config = Config.from_env() if config is None else config
     client = make_redis(config) if redis_client is None else redis_client

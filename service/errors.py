@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import re
 
-import redis.exceptions
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from newsdedup.errors import NewsDedupError, RateLimited, StorageUnavailable, Unauthorized, ValidationError
 from newsdedup.observe.metrics import counters
+from newsdedup.storage.txn import transient
 
 log = logging.getLogger("newsdedup.service")
 
@@ -43,15 +43,6 @@ _HTTP_MESSAGES = {
     404: "no such endpoint; see /openapi.json",
     405: "method not allowed for this endpoint; see the Allow header",
 }
-
-# redis-py errors that mean "storage is unavailable right now" rather than "we have a bug".
-_REDIS_DOWN: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # replica promoted / failover in progress
-)
-_REDIS_DOWN_REPLIES = ("LOADING", "MISCONF", "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
@@ -100,8 +91,7 @@ def handle_exception(e: Exception) -> Response | HTTPException:
         if e.status >= 500:
             log.error("%s: %s", e.code, e.message, exc_info=e)
         return error_response(e.status, e.code, e.message)
-    if isinstance(e, _REDIS_DOWN) or (isinstance(e, redis.exceptions.ResponseError)
-                                      and str(e).startswith(_REDIS_DOWN_REPLIES)):
+    if transient(e):  # redis-py errors meaning "storage (or a cluster slot's master) is away right now"
         log.warning("redis unavailable: %s: %s", type(e).__name__, e)
         return _storage_down(2)
     log.exception("unhandled error")

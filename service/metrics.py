@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +19,7 @@ from prometheus_client.registry import Collector
 from newsdedup import keys
 from newsdedup.dedup import Dedup
 from newsdedup.observe.metrics import HTTP_BUCKETS, LATENCY_BUCKETS
+from newsdedup.storage.redis_client import Client
 from newsdedup.storage.txn import storage_errors
 
 
@@ -111,7 +111,7 @@ class RedisCollector(Collector):
         yield duration
 
 
-def exposition(client: redis.Redis, dedup: Dedup) -> bytes:
+def exposition(client: Client, dedup: Dedup) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client, dedup))
     return generate_latest(registry)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 import time
 
-import redis
-
 from newsdedup import keys
 from newsdedup.errors import RateLimited
+from newsdedup.storage.redis_client import Client
 
 WINDOW = 60
 
 
-def check_rate(client: redis.Redis, who: str, limit: int, now: float | None = None) -> None:
+def check_rate(client: Client, who: str, limit: int, now: float | None = None) -> None:
     """Count one request for ``who``; raise RateLimited past ``limit`` per minute (0 = no limit)."""
     if limit <= 0:
         return

@@ -224,11 +224,13 @@ class Procs:
         return self.start("serve", [PYTHON, "-m", "newsdedup.cli", "serve", "--host", "127.0.0.1", "--port",
                                     str(port), "--processes", str(processes), "--threads", str(threads)], env)
 
-    def up(self, port: int, data_dir: Path, workers: int = 1, **settings: Any) -> Proc:
-        """``python -m newsdedup.cli up`` (REDIS_URL unset unless given: embedded Redis in data_dir/redis)."""
+    def up(self, port: int, data_dir: Path, workers: int = 1, cluster: bool = False, **settings: Any) -> Proc:
+        """``python -m newsdedup.cli up`` (REDIS_URL unset unless given: embedded Redis in data_dir/redis;
+        ``cluster``: ``--cluster``, a local Redis Cluster in data_dir/cluster)."""
         env = base_env(**settings)
         return self.start("up", [PYTHON, "-m", "newsdedup.cli", "up", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", str(workers), "--data-dir", str(data_dir)], env)
+                                 "--workers", str(workers), "--data-dir", str(data_dir),
+                                 *(["--cluster"] if cluster else [])], env)
 
     def cleanup(self) -> None:
         for p in self.all:  # all at once: each then takes its own time to stop, not the sum of them

@@ -25,6 +25,13 @@ from newsdedup.cli import build_parser
 from newsdedup.ops import ingest, supervisor
 from newsdedup.ops.redis_server import RedisServer, free_port
 from newsdedup.ops.supervisor import Supervisor, default_workers, serve_command
+from tests.procs import (
+    Http,
+    Procs,
+    procs,  # noqa: F401 - fixture
+    wait_http_ready,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -386,19 +393,33 @@ def test_up_runs_redis_api_and_workers_then_stops_on_sigterm(tmp_path: Path, mon
         assert redis.Redis.from_url(again.url).get("workers-started") == b"2"
 
 
-# --- up --cluster (plumbing in place; refused until the engine supports Redis Cluster) ---------------------------
+# --- up --cluster ---------------------------------------------------------------------------------------------------
 
-def test_up_cluster_is_refused_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
+def test_up_cluster_refuses_a_redis_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert build_parser().parse_args(["up", "--cluster"]).cluster is True
-    assert cli.main(["up", "--cluster", "--data-dir", str(tmp_path / "d"), "--port", str(free_port())]) == 2
-    err = capsys.readouterr().err
-    assert "newsdedup: error: newsdedup up --cluster: the engine cannot run on Redis Cluster yet" in err
-    assert not (tmp_path / "d").exists()  # no Redis was started
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     assert cli.main(["up", "--cluster", "--data-dir", str(tmp_path / "d")]) == 2
     assert "--cluster starts a local Redis Cluster, but REDIS_URL is set" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # no Redis was started
+
+
+@pytest.mark.slow
+def test_up_cluster_serves_and_processes_on_a_local_cluster(tmp_path: Path, procs: Procs) -> None:  # noqa: F811
+    """`newsdedup up --cluster`: 3 masters + 3 replicas, the API and a worker on the cluster client, end to end."""
+    port = free_port()
+    up = procs.up(port, tmp_path / "var", workers=1, cluster=True, NEWSDEDUP_RATE_LIMIT=0)
+    http = Http(f"http://127.0.0.1:{port}")
+    wait_http_ready(http, up, timeout=90)
+    text = "The council approved the new budget for the city library on Tuesday evening after a long debate."
+    for i in ("a", "b"):
+        assert http.post("/v1/articles", {"id": i, "title": "Budget", "text": text}).status == 202
+    wait_until(lambda: up.check_alive() or http.get("/v1/articles/b").json.get("status") == "done", 60,
+               interval=0.1, message="article b to be processed")
+    assert http.get("/v1/articles/b").json["duplicate_of"] == "a"
+    assert "Redis Cluster" in up.log() and "3 masters + 3 replicas" in up.log()
+    assert up.terminate(60) == 0
+    assert (tmp_path / "var" / "cluster" / "ports.json").exists()
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""connect(): one node or a Redis Cluster, detected (INFO cluster) or forced; a cluster is refused until the
-slot-legal schema lands, at once and with a clear error, never with CROSSSLOT/MOVED half-way through."""
+"""connect(): one node or a Redis Cluster, detected (INFO cluster) or forced; every entry point gets the cluster
+client for a cluster node, and a single-node client that meets a cluster is refused before it writes."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
-from newsdedup.errors import ClusterNotSupported, ConfigError
+from newsdedup.errors import ClusterModeMismatch, ConfigError, StorageUnavailable
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, free_port
 from newsdedup.storage.redis_client import connect, is_cluster
 from service.app import create_app, make_redis
-from tests.procs import PYTHON, base_env
+from workers.consumer import process_available
 from workers.worker import make_client
 
 
@@ -78,53 +78,66 @@ def test_redis_down_at_start_is_not_an_error() -> None:
 
 
 @pytest.mark.slow
-def test_cluster_is_refused_clearly(one_master: RedisCluster) -> None:
+def test_a_cluster_node_gives_the_cluster_client_everywhere(one_master: RedisCluster) -> None:
+    """API, worker and admin commands all connect through connect(): a cluster node (detected or forced)
+    gives redis-py's cluster client, and the API is ready on it."""
     for mode in ("auto", "true"):
-        cfg = Config.from_env({}, redis_url=one_master.url, redis_cluster=mode)
-        for build in (connect, make_redis, make_client, create_app):
-            with pytest.raises(ClusterNotSupported, match="cannot run on Redis Cluster yet") as info:
-                build(cfg)  # type: ignore[operator]
-            assert info.value.status == 503 and info.value.code == "cluster_not_supported"
+        cfg = Config.from_env({}, redis_url=one_master.url, redis_cluster=mode, rate_limit=0)
+        for build in (connect, make_redis, make_client):
+            client = build(cfg)
+            assert isinstance(client, ClusterClient) and is_cluster(client) is True
+            client.close()
+        app = create_app(cfg)
+        assert isinstance(app.extensions["newsdedup.redis"], ClusterClient)
+        r = app.test_client().get("/readyz")
+        assert r.status_code == 200, r.data
 
 
 @pytest.mark.slow
-def test_cluster_forced_off_is_still_refused_before_the_first_write(one_master: RedisCluster) -> None:
+def test_single_node_client_on_a_cluster_is_refused_before_the_first_write(one_master: RedisCluster) -> None:
     """NEWSDEDUP_REDIS_CLUSTER=false (or a Redis that was down at detection) on a cluster node: the engine
-    checks before it writes, so the API answers a clear 503, never a CROSSSLOT error."""
+    checks before it writes, so the API answers a clear 503, never a MOVED error halfway through."""
+    ClusterClient.from_url(one_master.url).flushall()
     cfg = Config.from_env({}, redis_url=one_master.url, redis_cluster="false", rate_limit=0)
     client = connect(cfg)
     assert type(client) is redis.Redis and is_cluster(client) is True
-    with pytest.raises(ClusterNotSupported):
+    with pytest.raises(ClusterModeMismatch):
         Dedup(client, cfg).engine.index.ensure_index()
     app = create_app(cfg)
     r = app.test_client().post("/v1/articles", json={"id": "a", "text": "some words to store here"})
     assert r.status_code == 503, r.data
-    assert r.get_json()["error"]["code"] == "cluster_not_supported"
+    assert r.get_json()["error"]["code"] == "cluster_mode_mismatch"
     assert client.dbsize() == 0  # nothing was written
 
 
 @pytest.mark.slow
-def test_worker_process_exits_with_the_message(one_master: RedisCluster) -> None:
-    import subprocess
-
-    res = subprocess.run([PYTHON, "-m", "newsdedup.cli", "worker"], env=base_env(REDIS_URL=one_master.url),
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2, res.stderr
-    assert "newsdedup: error: REDIS_URL points at a Redis Cluster node" in res.stderr
-    assert "Traceback" not in res.stderr
+def test_submit_and_process_through_the_cluster_client(one_master: RedisCluster) -> None:
+    """One master holding every slot: the whole path (submit, worker, read) runs on the cluster client."""
+    ClusterClient.from_url(one_master.url).flushall()
+    cfg = Config.from_env({}, redis_url=one_master.url, rate_limit=0, visibility_timeout=1.0)
+    app = create_app(cfg)
+    api = app.test_client()
+    text = "The council approved the new budget for the city library on Tuesday evening after a long debate."
+    for i in ("a", "b"):
+        assert api.post("/v1/articles", json={"id": i, "title": "Budget", "text": text}).status_code == 202
+    client = make_client(cfg)
+    assert isinstance(client, ClusterClient)
+    assert process_available(client, cfg) == 2
+    body = api.get("/v1/articles/b").get_json()
+    assert body["status"] == "done" and body["duplicate_of"] == "a", body
 
 
 @pytest.mark.slow
-def test_cluster_client_when_allowed(redis_cluster: RedisCluster) -> None:
-    """What the schema session switches on: any node's URL (a replica's too) gives the cluster client."""
+def test_cluster_client_from_any_node(redis_cluster: RedisCluster) -> None:
+    """Any node's URL (a replica's too) gives the cluster client; a cluster that cannot be reached is a 503."""
     for node in (redis_cluster.live_masters()[0], redis_cluster.replicas_of(redis_cluster.live_masters()[0])[0]):
         cfg = Config.from_env({}, redis_url=f"redis://127.0.0.1:{node.port}", redis_timeout=2.0)
-        client = connect(cfg, allow_cluster=True)
+        client = connect(cfg)
         assert isinstance(client, ClusterClient)
         for i in range(300):
             client.set(f"rc:{i}", i)
         assert [client.get(f"rc:{i}") for i in range(300)] == [str(i).encode() for i in range(300)]
         client.close()
     down = Config.from_env({}, redis_url=f"redis://127.0.0.1:{free_port()}", redis_cluster="true", redis_timeout=0.5)
-    with pytest.raises(Exception, match="slot map"):
-        connect(down, allow_cluster=True)
+    with pytest.raises(StorageUnavailable, match="slot map"):
+        connect(down)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from newsdedup import keys
 from newsdedup.config import Config
@@ -28,7 +29,8 @@ from newsdedup.errors import IndexMismatch, NewsDedupError
 from newsdedup.retention.sweeper import Sweeper
 from newsdedup.storage.queue import ensure_group
 from newsdedup.storage.records import decoded
-from newsdedup.storage.txn import REDIS_DOWN, Txn
+from newsdedup.storage.redis_client import Client
+from newsdedup.storage.txn import REDIS_DOWN, Txn, transient
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,17 @@ def consumer_name() -> str:
 
 
 def tune_redis(client: Any) -> None:
-    """Raise the small-hash encoding limits when they are lower (best effort; never lowers them)."""
+    """Raise the small-hash encoding limits when they are lower (best effort; never lowers them).
+
+    CONFIG is per server: on a cluster every node is tuned, replicas too (one may become a master).
+    """
+    if isinstance(client, RedisCluster):
+        for node in client.get_nodes():
+            try:
+                tune_redis(client.get_redis_connection(node))
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("cannot tune Redis node %s now (%s); it keeps its settings", node.name, exc)
+        return
     for name, want in keys.HASH_ENCODING.items():
         try:
             current = client.config_get(name)
@@ -65,7 +77,7 @@ def _parse(raw: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[Entry]
 
 
 class Worker:
-    def __init__(self, client: redis.Redis, config: Config, name: str | None = None) -> None:
+    def __init__(self, client: Client, config: Config, name: str | None = None) -> None:
         self.r: Any = client  # a bytes client; redis-py types replies as unions over decode modes
         self.cfg = config
         self.name = name or consumer_name()
@@ -132,8 +144,8 @@ class Worker:
         return entries
 
     def _ack(self, eid: bytes) -> None:
-        """Acknowledge and delete an entry: the stream only holds work not yet done."""
-        self.r.pipeline(transaction=True).xack(keys.QUEUE, keys.GROUP, eid).xdel(keys.QUEUE, eid).execute()
+        """Acknowledge and delete an entry: the stream only holds work not yet done (one script, one slot)."""
+        self.engine.scripts.run(Txn().xack(keys.QUEUE, keys.GROUP, eid))
 
     def _dead_letter(self, eid: bytes, attempts: int) -> None:
         rows = self.r.xrange(keys.QUEUE, eid, eid, count=1)
@@ -163,9 +175,9 @@ class Worker:
             return len(bad)
         try:
             self._log_jobs(self.engine.process(entries))
-        except REDIS_DOWN:
-            raise
         except Exception as exc:
+            if transient(exc):  # storage away or too few replicas: the entries stay pending, not failed
+                raise
             if len(entries) == 1:
                 self._record_failure(entries[0], exc)
             else:
@@ -173,9 +185,9 @@ class Worker:
                 for e in entries:
                     try:
                         self._log_jobs(self.engine.process([e]))
-                    except REDIS_DOWN:
-                        raise
                     except Exception as one:
+                        if transient(one):
+                            raise
                         self._record_failure(e, one)
         return len(raw)
 
@@ -213,27 +225,30 @@ class Worker:
                 self.step(block_ms=1000)
                 self.sweeper.tick()  # returns at once unless a sweep of expired articles is due
                 failures = 0
-            except REDIS_DOWN as exc:
-                failures += 1
-                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                self._group_ready = False
-                stop.wait(delay)
-            except redis.exceptions.ResponseError as exc:
-                failures += 1
-                log.warning("redis error (%s); retrying", exc)
-                stop.wait(min(5.0, 0.2 * failures))
             except IndexMismatch as exc:  # not fixable by retrying soon: say so, then wait for a fix
                 failures += 1
                 log.error("%s", exc.message)
                 self._group_ready = False
                 stop.wait(min(60.0, 5.0 * failures))
+            except Exception as exc:
+                if transient(exc):  # Redis or a slot's master away, too few replicas: back off, entries stay pending
+                    failures += 1
+                    delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
+                    log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                    self._group_ready = False
+                    stop.wait(delay)
+                elif isinstance(exc, redis.exceptions.ResponseError):
+                    failures += 1
+                    log.warning("redis error (%s); retrying", exc)
+                    stop.wait(min(5.0, 0.2 * failures))
+                else:
+                    raise
         with contextlib.suppress(*REDIS_DOWN):
             self.sweeper.release()
         log.info("worker %s stopped", self.name)
 
 
-def process_available(client: redis.Redis, config: Config, name: str = "inline") -> int:
+def process_available(client: Client, config: Config, name: str = "inline") -> int:
     """Process everything currently queued, in this thread (tests, eval); returns entries handled."""
     w = Worker(client, config.replace(visibility_timeout=min(config.visibility_timeout, 0.1)), name=name)
     total = 0
@@ -246,6 +261,6 @@ def process_available(client: redis.Redis, config: Config, name: str = "inline")
     return total
 
 
-def run_forever(client: redis.Redis, config: Config, stop: threading.Event | None = None,
+def run_forever(client: Client, config: Config, stop: threading.Event | None = None,
                 **kw: Any) -> None:
     Worker(client, config, **kw).run(stop or threading.Event())

@@ -11,15 +11,13 @@ import logging
 import signal
 import threading
 
-import redis
-
 from newsdedup.config import Config
 from newsdedup.observe.logs import setup as setup_logging
-from newsdedup.storage.redis_client import connect
+from newsdedup.storage.redis_client import Client, connect
 from workers.consumer import Worker
 
 
-def make_client(config: Config) -> redis.Redis:
+def make_client(config: Config) -> Client:
     """The worker's client: 2 s more socket timeout than the API's, for XREADGROUP's 1 s BLOCK."""
     return connect(config, read_margin=2.0)
 

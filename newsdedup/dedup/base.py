@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
 from newsdedup.errors import NotFound
+from newsdedup.storage.redis_client import Client
 
 
 class Service:
     """What both sides share: the Redis client, the configuration and the engine's stages."""
 
-    def __init__(self, client: redis.Redis, config: Config) -> None:
+    def __init__(self, client: Client, config: Config) -> None:
         # redis-py types replies as unions over every decode mode; ours is always a bytes client
         self.r: Any = client
         self.cfg = config

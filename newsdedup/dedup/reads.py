@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from newsdedup import keys
 from newsdedup.articles import ArticleIn
@@ -207,6 +208,11 @@ class Reads(Service):
 
     @guarded
     def ping(self) -> bool:
+        """Readiness. On a cluster PING would reach any one node: ask the master of the data slot instead
+        (a keyed read, routed and retried like a request's), so a dead or slot-less master answers 503."""
+        if isinstance(self.r, RedisCluster):
+            self.r.exists(keys.META)
+            return True
         return bool(self.r.ping())
 
     @guarded

@@ -23,8 +23,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.analysis import Analysis
@@ -37,6 +35,7 @@ from newsdedup.index.band_table import BandTable, IndexRow
 from newsdedup.observe import events, metrics
 from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, pack_sig, pack_text, unpack_payload, unpack_sig
+from newsdedup.storage.redis_client import Client
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import clean_text, source_key
@@ -51,10 +50,10 @@ RECORD_FIELDS = ("id", "ver", "status", "title", "source", "url", "iver", "sig",
 class Engine:
     """Runs a batch of queued articles through every stage; each stage lives in its own module."""
 
-    def __init__(self, client: redis.Redis, config: Config) -> None:
+    def __init__(self, client: Client, config: Config) -> None:
         self.r: Any = client  # a bytes client; redis-py types replies as unions over decode modes
         self.cfg = config
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(client, wait_replicas=config.wait_replicas, wait_timeout_ms=config.wait_timeout_ms)
         self.index = BandTable(client, config, self.scripts)
         self.analysis = Analysis(client, config, self.scripts)
         self.verifier = Verifier(config, self.scripts)

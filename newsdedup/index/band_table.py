@@ -27,7 +27,7 @@ from newsdedup.index.band_migrate import migrate_legacy
 from newsdedup.index.minhash import Banding
 from newsdedup.storage.migrate import migrate_prefix
 from newsdedup.storage.records import decoded, distinct_members, n4
-from newsdedup.storage.redis_client import require_single_node
+from newsdedup.storage.redis_client import check_mode
 from newsdedup.storage.scripts import Scripts
 from newsdedup.storage.txn import Txn
 
@@ -80,7 +80,7 @@ class BandTable:
         """
         if self._index_ok and not recheck:
             return
-        require_single_node(self.r)  # the scripts are not slot-legal yet: refuse a cluster before writing
+        check_mode(self.r)  # a single-node client on a cluster node: refuse before writing, not MOVED midway
         migrate_prefix(self.r)  # data written before the cluster schema: renamed once, before any write
         mine = self.index_params()
         self.r.hsetnx(keys.META, "index", mine)

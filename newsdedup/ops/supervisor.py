@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from newsdedup.config import Config
-from newsdedup.errors import ClusterNotSupported, ConfigError, NewsDedupError
+from newsdedup.errors import ConfigError, NewsDedupError
 from newsdedup.observe.logs import redact
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer, set_parent_death_signal
-from newsdedup.storage.redis_client import CLUSTER_SCHEMA
 
 log = logging.getLogger("newsdedup.up")
 
@@ -255,15 +254,12 @@ class Supervisor:
 def up(config: Config, host: str, port: int, workers: int, data_dir: Path, cluster: bool = False) -> int:
     """API + workers (+ an embedded Redis when REDIS_URL is unset), stopped together on Ctrl-C.
 
-    ``cluster``: a local Redis Cluster in ``data_dir/cluster`` instead of the one embedded Redis;
-    refused until the key schema is slot-legal (docs/cluster.md).
+    ``cluster``: a local Redis Cluster (3 masters + 3 replicas) in ``data_dir/cluster`` instead of the
+    one embedded Redis; the API and workers reach it through redis-py's cluster client.
     """
     if cluster and config.redis_url is not None:
         raise ConfigError("--cluster starts a local Redis Cluster, but REDIS_URL is set; unset REDIS_URL or drop "
                           "--cluster")
-    if cluster and not CLUSTER_SCHEMA:
-        raise ClusterNotSupported("newsdedup up --cluster: the engine cannot run on Redis Cluster yet (its scripts "
-                                  "touch keys in many hash slots; docs/cluster.md); run `newsdedup up` without it")
     _check_port_free(host, port)
 
     stop, force = threading.Event(), threading.Event()

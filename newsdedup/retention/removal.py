@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from newsdedup import keys
 from newsdedup.config import Config
 from newsdedup.engine.engine import Engine
@@ -33,6 +31,7 @@ from newsdedup.errors import StorageUnavailable
 from newsdedup.observe import events
 from newsdedup.storage import blobs
 from newsdedup.storage.records import decoded, now_ms, unpack_sig
+from newsdedup.storage.redis_client import Client
 from newsdedup.storage.txn import Txn
 from newsdedup.text.boilerplate import source_key
 
@@ -53,7 +52,7 @@ class Removed:
 class Removal:
     """Remove articles by number (sweeper) or by id (DELETE); ``expired`` leaves tombstones and counts."""
 
-    def __init__(self, client: redis.Redis, config: Config, engine: Engine | None = None) -> None:
+    def __init__(self, client: Client, config: Config, engine: Engine | None = None) -> None:
         self.r: Any = client  # a bytes client
         self.cfg = config
         self.engine = engine or Engine(client, config)

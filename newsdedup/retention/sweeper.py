@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from redis.commands.core import Script
 
 from newsdedup import keys
@@ -32,6 +31,7 @@ from newsdedup.config import Config
 from newsdedup.errors import NewsDedupError
 from newsdedup.retention.removal import Removal
 from newsdedup.storage.records import now_ms
+from newsdedup.storage.redis_client import Client
 from newsdedup.storage.scripts import source
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class SweepResult:
 class Sweeper:
     """Removes expired articles; one instance per worker process (or per ``newsdedup sweep``)."""
 
-    def __init__(self, client: redis.Redis, config: Config, name: str = "sweeper") -> None:
+    def __init__(self, client: Client, config: Config, name: str = "sweeper") -> None:
         self.r: Any = client
         self.cfg = config
         self.removal = Removal(client, config)

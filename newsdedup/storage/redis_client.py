@@ -2,35 +2,41 @@
 
 :func:`connect` builds a pooled client with bounded timeouts from ``REDIS_URL`` and decides
 whether that URL names a Redis Cluster node: ``NEWSDEDUP_REDIS_CLUSTER=true|false`` says so,
-``auto`` (the default) asks the server (``INFO cluster`` -> ``cluster_enabled:1``).
+``auto`` (the default) asks the server (``INFO cluster`` -> ``cluster_enabled:1``). A cluster
+node gives redis-py's :class:`~redis.cluster.RedisCluster`, a standalone Redis ``redis.Redis``;
+the engine runs the same calls on both (every script's keys share one hash slot, keys.py).
 
-newsdedup cannot run on a Redis Cluster yet: its Lua scripts touch keys in many hash slots
-(docs/cluster.md has the slot-legal schema that will lift this). Until then a cluster is
-refused at once with :class:`ClusterNotSupported`, at connection time and again by
-:func:`require_single_node` before the engine's first write (for a Redis that was down
-when the process started), never with CROSSSLOT or MOVED errors halfway through a batch.
+The cluster client retries few times with a short backoff (:data:`CLUSTER_RETRIES`), so a call
+during a failover fails within about ``(CLUSTER_RETRIES + 1) x NEWSDEDUP_REDIS_TIMEOUT`` (and
+much sooner when the dead node refuses connections) and the caller answers 503 + Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, overload
+from typing import Any, TypeAlias
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from newsdedup.config import Config
-from newsdedup.errors import ClusterNotSupported, ConfigError, StorageUnavailable
+from newsdedup.errors import ClusterModeMismatch, ConfigError, StorageUnavailable
 
-__all__ = ["ClusterNotSupported", "NO_REDIS_URL", "connect", "is_cluster", "require_single_node"]
+__all__ = ["CLUSTER_RETRIES", "Client", "NO_REDIS_URL", "check_mode", "connect", "is_cluster"]
 
 log = logging.getLogger(__name__)
 
-# Whether the key schema is slot-legal, so the engine may run on a Redis Cluster. The schema session
-# (docs/cluster.md) turns it on; until then entry points refuse a cluster with ClusterNotSupported.
-CLUSTER_SCHEMA = False
+Client: TypeAlias = redis.Redis | RedisCluster
+"""What :func:`connect` returns; code that runs on both types its client with this."""
+
+CLUSTER_RETRIES = 2
+"""Retries of a cluster call after ConnectionError/Timeout/CLUSTERDOWN (the slot map is re-read before each)."""
 
 NO_REDIS_URL = "REDIS_URL is not set; run `newsdedup up` (embedded Redis) or set REDIS_URL=redis://host:6379/0"
+
+
 def is_cluster(client: Any) -> bool | None:
     """Whether the server behind ``client`` runs with cluster-enabled yes (``INFO cluster``).
 
@@ -47,42 +53,39 @@ def is_cluster(client: Any) -> bool | None:
         return None
 
 
-def require_single_node(client: Any) -> None:
-    """Refuse a cluster node before the first write (the detection at connect time may have found Redis down).
+def check_mode(client: Any) -> None:
+    """Before the first write: a single-node client must not talk to a cluster node.
 
+    That happens when Redis was down at start in ``auto`` mode (redis-py's single-node client
+    connects lazily) or with ``NEWSDEDUP_REDIS_CLUSTER=false`` on a cluster: its calls would fail
+    with MOVED halfway through a batch, so it is refused before anything is written.
     Storage errors propagate (the caller's retry/503 handling applies).
     """
+    if isinstance(client, RedisCluster):
+        return
     try:
         enabled = bool(int(client.info("cluster").get("cluster_enabled", 0)))
     except redis.ResponseError:
         return  # INFO restricted: only a standalone managed Redis does that in practice
     if enabled:
-        raise ClusterNotSupported()
+        raise ClusterModeMismatch()
 
 
 def _options(config: Config, read_margin: float) -> dict[str, Any]:
-    return {"socket_timeout": config.redis_timeout + read_margin, "socket_connect_timeout": config.redis_timeout,
+    # WAIT blocks up to NEWSDEDUP_REDIS_TIMEOUT on the server: let its answer arrive before the socket gives up
+    margin = read_margin + (0.5 if config.wait_replicas else 0.0)
+    return {"socket_timeout": config.redis_timeout + margin, "socket_connect_timeout": config.redis_timeout,
             "retry_on_timeout": False}
 
 
-@overload
-def connect(config: Config, *, read_margin: float = ..., allow_cluster: Literal[False] = ...) -> redis.Redis: ...
-
-
-@overload
-def connect(config: Config, *, read_margin: float = ..., allow_cluster: Literal[True]
-            ) -> redis.Redis | RedisCluster: ...
-
-
-def connect(config: Config, *, read_margin: float = 0.0, allow_cluster: bool = False
-            ) -> redis.Redis | RedisCluster:
+def connect(config: Config, *, read_margin: float = 0.0) -> Client:
     """A client for ``config.redis_url`` with bounded timeouts, so a dead Redis costs a request seconds, not forever.
 
     ``read_margin`` seconds are added to the socket timeout for callers that block on the server
-    (workers: XREADGROUP BLOCK). ``rediss://`` URLs turn on TLS, ``unix://`` uses a socket. With
-    ``allow_cluster`` a cluster is answered with redis-py's cluster client; without it (every entry
-    point today) with :class:`ClusterNotSupported`. redis-py connects lazily: when Redis is down in
-    ``auto`` mode this returns the single-node client and :func:`require_single_node` checks later.
+    (workers: XREADGROUP BLOCK). ``rediss://`` URLs turn on TLS, ``unix://`` uses a socket. A
+    cluster node (detected or forced) gives the cluster client. redis-py's single-node client
+    connects lazily: when Redis is down in ``auto`` mode this returns it and :func:`check_mode`
+    checks before the first write.
     """
     if not config.redis_url:
         raise ConfigError(NO_REDIS_URL)
@@ -101,10 +104,9 @@ def connect(config: Config, *, read_margin: float = 0.0, allow_cluster: bool = F
         cluster = config.redis_cluster == "true"
     if not cluster:
         return redis.Redis.from_url(config.redis_url, health_check_interval=30, **opts)
-    if not allow_cluster:
-        raise ClusterNotSupported()
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), CLUSTER_RETRIES)
     try:
-        return RedisCluster.from_url(config.redis_url, **opts)
+        return RedisCluster.from_url(config.redis_url, retry=retry, **opts)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException) as exc:
         # the cluster client reads the slot map when it is built, so it cannot be lazy
         raise StorageUnavailable(f"cannot read the slot map of the Redis Cluster at REDIS_URL ({exc}); check that "

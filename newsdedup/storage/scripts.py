@@ -15,20 +15,34 @@ Redis strings, described in :mod:`newsdedup.keys`; the client names every bucket
 script may need in KEYS (:mod:`newsdedup.index.band_groups`), so the script builds no key
 name and all keys of a call share the group's hash slot. ``features.lua`` writes the
 articles' features (version-checked) before their band entries.
+
+Durability (``NEWSDEDUP_WAIT_REPLICAS=N``): every write a 202 or a ``done`` depends on (``run``,
+``features``, ``band_groups``) is followed by ``WAIT N timeout`` ON THE SAME CONNECTION, to the
+master owning the call's slot, because WAIT counts the replication offset of its own connection's
+writes (:meth:`Scripts.call`; band-group calls are pipelined per node, WAIT last). Fewer
+acknowledgements than N raise :class:`StorageUnavailable`: the write may or may not survive a
+failover, and the caller answers 503 (API) or leaves the queue entry pending (worker); every
+write here is idempotent or version-checked, so the retry is safe.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
-from newsdedup.storage.txn import Txn
+from newsdedup.errors import StorageUnavailable
+from newsdedup.storage.txn import Arg, Txn
+
+# direct node calls (WAIT path on a cluster) redirected or refused this many times give up with a 503
+_REDIRECTS = 5
 
 # scripts that run after the band-table library (band_table.lua): they read or write buckets
 _NEEDS_BAND_TABLE = frozenset({"band_group"})
@@ -44,10 +58,17 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """The registered Lua scripts of one Redis client (EVALSHA with automatic reload)."""
+    """The registered Lua scripts of one Redis client (EVALSHA with automatic reload).
 
-    def __init__(self, client: redis.Redis) -> None:
+    ``wait_replicas`` / ``wait_timeout_ms``: the config's ``wait_replicas`` and ``wait_timeout_ms``
+    (0: writes do not wait for replicas).
+    """
+
+    def __init__(self, client: redis.Redis | RedisCluster, wait_replicas: int = 0, wait_timeout_ms: int = 5000
+                 ) -> None:
         self.client = client
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.transact: Script = client.register_script(source("transact"))
         self._features: Script = client.register_script(source("features"))
         self._band_group: Script = client.register_script(source("band_group"))
@@ -59,7 +80,7 @@ class Scripts:
 
     def features(self, keys: Sequence[str], args: Sequence[Any]) -> list[bool]:
         """Write articles' features where their version still holds (``features.lua``); written or not, per article."""
-        return [bool(int(x)) for x in self._features(keys=list(keys), args=list(args))]
+        return [bool(int(x)) for x in self.call(self._features, keys, args)]
 
     def band_groups(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
         """Band-group script calls (keys, args), one per group, in one round trip.
@@ -67,6 +88,8 @@ class Scripts:
         A non-transactional pipeline (on a cluster client, a ClusterPipeline that sends one
         batch per node): each call stays atomic on its own, which is all insert-and-read needs.
         """
+        if self.wait_replicas:
+            return self._calls_and_wait(self._band_group, calls)
         if len(calls) == 1:
             return [self._band_group(keys=list(calls[0][0]), args=list(calls[0][1]))]
         pipe = self.client.pipeline(transaction=False)
@@ -112,9 +135,99 @@ class Scripts:
                        for k in range(0, len(flat), 2))
         return out
 
-    def run(self, txn: Txn, client: redis.Redis | None = None) -> bool:
-        """Apply a transaction; False when a check failed (the caller re-reads and retries)."""
+    def run(self, txn: Txn) -> bool:
+        """Apply a transaction (waiting for replicas when configured); False when a check failed (the
+        caller re-reads and retries)."""
         if not txn.keys:
             return True
-        res = self.transact(keys=txn.keys, args=txn.argv, client=client)
+        res = self.call(self.transact, txn.keys, txn.argv)
         return bool(int(res[0]) == 1)
+
+    def call(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run a write script (all ``keys`` in one slot) and, with ``wait_replicas``, wait until that many
+        replicas hold it; raises StorageUnavailable when fewer acknowledge within the timeout."""
+        if not self.wait_replicas or not keys:
+            return script(keys=list(keys), args=list(args))
+        res, acked = self._call_and_wait(script, list(keys), list(args))
+        self._check_acked(acked)
+        return res
+
+    def _check_acked(self, acked: Any) -> None:
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.wait_replicas:
+            raise StorageUnavailable(f"a write reached {acked} of the {self.wait_replicas} replicas "
+                                     f"NEWSDEDUP_WAIT_REPLICAS asks for within {self.wait_timeout_ms} ms; retry "
+                                     "shortly (it is safe: writes are idempotent)")
+
+    def _calls_and_wait(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Several calls of one write script, each atomic on its own: one pipeline per master (the one
+        owning each call's slot) ending with WAIT. A call redirected (MOVED/ASK/TRYAGAIN) is redone alone
+        through :meth:`call`, which follows the redirection and waits for itself."""
+        by_node: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for i, (k, _a) in enumerate(calls):
+            if isinstance(self.client, RedisCluster):
+                node = self.client.get_node_from_key(k[0])
+                by_node.setdefault(node.name, (self.client.get_redis_connection(node), []))[1].append(i)
+            else:
+                by_node.setdefault("", (self.client, []))[1].append(i)
+        out: list[Any] = [None] * len(calls)
+        for conn, idx in by_node.values():
+            pipe = conn.pipeline(transaction=False)
+            for i in idx:
+                script(keys=list(calls[i][0]), args=list(calls[i][1]), client=pipe)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                res = pipe.execute(raise_on_error=False)
+            except redis.exceptions.ConnectionError:
+                if isinstance(self.client, RedisCluster):
+                    self.client.nodes_manager.initialize()  # a dead master: the next call reads who owns it now
+                raise
+            for i, got in zip(idx, res):
+                if isinstance(got, AskError | TryAgainError):  # MovedError is an AskError
+                    out[i] = self.call(script, calls[i][0], calls[i][1])
+                elif isinstance(got, Exception):
+                    raise got
+                else:
+                    out[i] = got
+            self._check_acked(res[-1])
+        return out
+
+    def _call_and_wait(self, script: Script, keys: list[str], args: list[Arg]) -> tuple[Any, int]:
+        """``[EVALSHA, WAIT]`` in one pipeline on one connection: the client's own, or on a cluster the
+        connection of the master owning ``keys[0]``'s slot (redirections refresh the slot map and retry)."""
+        if not isinstance(self.client, RedisCluster):
+            return self._pipe(self.client, script, keys, args, asking=False)
+        cluster = self.client
+        node, asking = cluster.get_node_from_key(keys[0]), False
+        for attempt in range(_REDIRECTS):
+            try:
+                return self._pipe(cluster.get_redis_connection(node), script, keys, args, asking=asking)
+            except MovedError as exc:  # (a subclass of AskError) the slot has a new owner
+                cluster.nodes_manager.move_slot(exc)
+                node, asking = cluster.get_node_from_key(keys[0]), False
+            except AskError as exc:  # the slot is migrating and this key is already on the target node
+                target = cluster.nodes_manager.get_node(host=exc.host, port=exc.port)
+                if target is None:
+                    cluster.nodes_manager.initialize()
+                    node, asking = cluster.get_node_from_key(keys[0]), False
+                else:
+                    node, asking = target, True
+            except TryAgainError:  # multi-key call while its keys are split by a migration
+                time.sleep(0.05 * (attempt + 1))
+            except redis.exceptions.ConnectionError:
+                cluster.nodes_manager.initialize()  # a dead master: read who owns the slot now
+                if attempt >= 1:
+                    raise
+                node, asking = cluster.get_node_from_key(keys[0]), False
+        raise StorageUnavailable("the Redis Cluster kept redirecting a write (slots are moving); retry shortly")
+
+    def _pipe(self, client: redis.Redis, script: Script, keys: list[str], args: list[Arg], *, asking: bool
+              ) -> tuple[Any, int]:
+        pipe = client.pipeline(transaction=False)
+        if asking:
+            pipe.execute_command("ASKING")
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        out = pipe.execute()
+        return out[-2], int(out[-1])

@@ -19,19 +19,51 @@ from newsdedup.errors import StorageUnavailable
 T = TypeVar("T")
 Arg = str | bytes | int | float
 
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # with BusyLoadingError and the pool's MaxConnectionsError
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError; "TTL exhausted" (redirected too often)
+    redis.exceptions.TryAgainError,  # a multi-key call while a migration splits its slot's keys
+    redis.exceptions.SlotNotCoveredError,  # the client's slot map has a hole (a failover is under way)
+)
+"""redis-py errors meaning "Redis, or the part of a cluster that owns the slot, is away right now"."""
+
+# replies of a server that is alive but cannot serve the call yet (a failover or a restart is under way)
+DOWN_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "MISCONF", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+# what redis-py's cluster client raises (RedisClusterException) when no node answers or the slot map
+# is incomplete; others of its kind ("all keys must map to the same key slot") are bugs and surface
+_CLUSTER_UNREACHABLE = ("cannot be connected", "not covered", "could not agree", "No targets were found",
+                        "has no redis_connection")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` should be retried later (503 + Retry-After; the worker leaves its entries pending).
+
+    A CROSSSLOT reply or the cluster client's "same key slot" refusal is a bug in a key schema, not
+    an outage: it is not transient, so it surfaces (500, and in tests).
+    """
+    if isinstance(exc, (StorageUnavailable, *REDIS_DOWN)):
+        return True
+    if isinstance(exc, redis.exceptions.ClusterCrossSlotError):
+        return False
+    if isinstance(exc, redis.exceptions.ResponseError):  # redis-py strips the code it maps to a class
+        return getattr(exc, "status_code", None) in DOWN_REPLIES or str(exc).startswith(DOWN_REPLIES)
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        return not isinstance(exc, redis.exceptions.CrossSlotTransactionError) and \
+            any(part in str(exc) for part in _CLUSTER_UNREACHABLE)
+    return False
 
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Turn "Redis is away" into StorageUnavailable (503 + Retry-After for clients)."""
+    """Turn "Redis is away" (one node, or the cluster's owner of a slot) into StorageUnavailable (503 + Retry-After)."""
     try:
         yield
-    except REDIS_DOWN as exc:
-        raise StorageUnavailable(f"storage is unavailable ({type(exc).__name__}); retry shortly") from exc
-    except redis.exceptions.ResponseError as exc:
-        if "LOADING" in str(exc) or "MASTERDOWN" in str(exc) or "READONLY" in str(exc):
-            raise StorageUnavailable(f"storage is not ready ({exc}); retry shortly") from exc
+    except StorageUnavailable:
+        raise
+    except Exception as exc:
+        if transient(exc):
+            raise StorageUnavailable(f"storage is unavailable ({type(exc).__name__}); retry shortly") from exc
         raise
 
 
