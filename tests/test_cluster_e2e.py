@@ -58,11 +58,14 @@ from tests.clusterprocs import (
 from tests.procs import (
     PYTHON,
     Procs,
+    article_numbers,
+    band_entries,
     base_env,
     check_index_invariants,
     consumer_name,
     consumers,
     make_corpus,
+    pending_unbands,
     procs,  # noqa: F401 - fixture
     tail,
     wait_until,
@@ -96,13 +99,18 @@ def cc(cluster: RedisCluster) -> Iterator[ClusterClient]:
 
 
 def check_invariants_fresh(cluster: RedisCluster, stale: ClusterClient) -> None:
-    """The index invariants read through a new client: one made before a failover or a resharding keeps
-    its old view of the masters (through one, a trial's SCAN counted every band entry twice)."""
+    """The index invariants, and every stored article in the band table and nothing else, read through a
+    new client: one made before a failover or a resharding keeps its old view of the masters (through
+    one, a trial's SCAN counted every band entry twice)."""
     print("primaries of the client made before:", sorted(n.port for n in stale.get_primaries()),
           "now:", sorted(m.port for m in cluster.live_masters()))
     fresh = cluster.client()
     try:
         check_index_invariants(fresh)
+        # nothing was deleted: no removal owes band entries, so every entry's article exists
+        assert pending_unbands(fresh) == set()
+        stored = set(article_numbers(fresh).values())
+        assert {n for _, n in band_entries(fresh)} == stored, "band entries and stored articles differ"
     finally:
         fresh.close()
 
