@@ -33,6 +33,7 @@ from tests.procs import (
     Http,
     Proc,
     Procs,
+    as_partition,
     base_env,
     tail,
     wait_http_ready,
@@ -174,13 +175,6 @@ def exported(procs: Procs, url: str, out: Path) -> dict[str, str]:
             assert m["id"] not in cluster_of, f"{m['id']} is in {cluster_of[m['id']]} and {rec['cluster_id']}"
             cluster_of[m["id"]] = rec["cluster_id"]
     return cluster_of
-
-
-def as_partition(cluster_of: dict[str, str]) -> set[frozenset[str]]:
-    groups: dict[str, set[str]] = {}
-    for i, c in cluster_of.items():
-        groups.setdefault(c, set()).add(i)
-    return {frozenset(g) for g in groups.values()}
 
 
 def pairs(partition: Iterable[Iterable[str]]) -> set[tuple[str, str]]:

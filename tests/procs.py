@@ -524,6 +524,14 @@ def statuses(r: redis.Redis, ids: Iterable[str]) -> dict[str, str | None]:
     return {i: (s.decode() if s is not None else None) for i, s in zip(ids, pipe.execute())}
 
 
+def as_partition(cluster_of: Mapping[str, str]) -> set[frozenset[str]]:
+    """{article id: cluster id} as a set of clusters (each a frozenset of ids)."""
+    groups: dict[str, set[str]] = {}
+    for i, c in cluster_of.items():
+        groups.setdefault(c, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
 def partition(r: redis.Redis, ids: Iterable[str] | None = None) -> set[frozenset[str]]:
     """The clusters of the given (default: all) articles, by their stored ``cluster`` field."""
     nums = article_numbers(r)
