@@ -231,17 +231,22 @@ def not_done(http: Http, ids: Iterable[str]) -> dict[str, Any]:
 @dataclass
 class Answer:
     at: float  # time.monotonic() when the request was sent
+    method: str
     status: int
     seconds: float
     retry_after: str | None
     body: bytes
 
 
+OK_STATUS = {"POST": 202, "GET": 200}
+
+
 @dataclass
 class Poster:
     """A client thread that posts batches one after the other, ``pace`` seconds apart (a steady feed, so
     that the articles last through a failover), as a client honouring 503 + Retry-After would: a batch
-    answered 503 is posted again (re-posting the same content is idempotent)."""
+    answered 503 is posted again (re-posting the same content is idempotent). After each POST it reads
+    back one accepted article (GET), so reads meet the outage too."""
 
     http: Http
     batches: list[list[dict[str, Any]]]
@@ -258,33 +263,42 @@ class Poster:
         self.thread.start()
         return self
 
+    def _send(self, method: str, path: str, body: Any = None) -> int:
+        """One request, recorded; its status (0: no answer, the connection failed or timed out)."""
+        t0 = self.sending_since = time.monotonic()
+        try:
+            resp = self.http.request(method, path, body)
+        except (urllib.error.URLError, OSError) as e:  # a hang past the client's timeout or a broken API
+            self.errors.append(f"{method} {path}: {type(e).__name__}: {e}")
+            self.answers.append(Answer(t0, method, 0, time.monotonic() - t0, None, str(e).encode()))
+            return 0
+        finally:
+            self.sending_since = None
+        self.answers.append(Answer(t0, method, resp.status, resp.seconds, resp.headers.get("Retry-After"),
+                                   resp.body))
+        if resp.status not in (OK_STATUS[method], 503):
+            self.errors.append(f"{method} {path}: {resp.status}: {resp.body[:300]!r}")
+        return resp.status
+
     def _run(self) -> None:
         todo = list(self.batches)
         while todo and not self.stop.is_set():
             batch = todo[0]
-            t0 = self.sending_since = time.monotonic()
-            try:
-                resp = self.http.post("/v1/articles", {"articles": batch})
-            except (urllib.error.URLError, OSError) as e:  # a hang past the client's timeout or a broken API
-                self.errors.append(f"{type(e).__name__}: {e}")
-                self.answers.append(Answer(t0, 0, time.monotonic() - t0, None, str(e).encode()))
-                continue
-            finally:
-                self.sending_since = None
-            self.answers.append(Answer(t0, resp.status, resp.seconds, resp.headers.get("Retry-After"), resp.body))
-            if resp.status == 202:
+            status = self._send("POST", "/v1/articles", {"articles": batch})
+            if status == 202:
                 self.accepted.extend(a["id"] for a in batch)
+            if status != 503:
                 todo.pop(0)
-                self.stop.wait(self.pace)  # the feed's rate (not synchronisation)
-            elif resp.status == 503:
-                self.stop.wait(0.1)  # a polite client's pause before it retries
-            else:
-                self.errors.append(f"{resp.status}: {resp.body[:300]!r}")
-                todo.pop(0)
+            if self.accepted:
+                self._send("GET", "/v1/articles/" + quote(self.accepted[len(self.answers) % len(self.accepted)],
+                                                          safe=""))
+            # the feed's rate, or a polite client's pause before it retries a 503 (not synchronisation)
+            self.stop.wait(self.pace)
 
     def summary(self, since: float = 0.0) -> str:
         """Answers sent after ``since``: (status, seconds, first bytes of a non-202 body), for a failure message."""
-        return "; ".join(f"{a.status} {a.seconds:.2f}s" + ("" if a.status == 202 else f" {a.body[:160]!r}")
+        return "; ".join(f"{a.method} {a.status} {a.seconds:.2f}s" + ("" if a.status == OK_STATUS[a.method]
+                                                                        else f" {a.body[:160]!r}")
                          for a in self.answers if a.at >= since)
 
     def accepted_count(self, bound: float | None = None) -> int:
@@ -305,11 +319,12 @@ class Poster:
         assert not self.thread.is_alive(), "the posting thread hangs"
 
     def check(self, bound: float) -> None:
-        """Every answer was a 202, or a 503 with Retry-After; none took longer than ``bound`` seconds; no
-        Redis slot error leaked into a body."""
+        """Every answer was a 202 (POST) or 200 (GET), or a 503 with Retry-After; none took longer than
+        ``bound`` seconds; no Redis slot error leaked into a body."""
         assert not self.errors, self.errors[:5]
-        bad = [a for a in self.answers if a.status not in (202, 503) or (a.status == 503 and not a.retry_after)]
-        assert not bad, [(a.status, a.retry_after, a.body[:300]) for a in bad[:5]]
+        bad = [a for a in self.answers
+               if a.status not in (OK_STATUS[a.method], 503) or (a.status == 503 and not a.retry_after)]
+        assert not bad, [(a.method, a.status, a.retry_after, a.body[:300]) for a in bad[:5]]
         slow = [round(a.seconds, 2) for a in self.answers if a.seconds > bound]
         assert not slow, f"answers slower than {bound:.1f}s: {slow}"
         leaked = [a.body[:300] for a in self.answers if any(w.encode() in a.body for w in SLOT_ERRORS)]

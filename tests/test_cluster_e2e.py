@@ -265,7 +265,7 @@ def test_a_master_killed_mid_ingest_loses_nothing_accepted(
         print("answers after the kill:", poster.summary(t_kill)[:3000])
     print(f"killed the master of slot {slot} ({victim}); promoted after {t_promoted - t_kill:.1f}s, a replica "
           f"again after {t_back - t_kill:.1f}s; "
-          f"{len(poster.answers)} answers: {sorted({a.status for a in poster.answers})}, slowest "
+          f"{len(poster.answers)} answers: {sorted({(a.method, a.status) for a in poster.answers})}, slowest "
           f"{max(a.seconds for a in poster.answers):.2f}s")
     in_gap = [a for a in poster.answers if t_kill <= a.at + a.seconds and a.at <= t_back]
     assert in_gap, "no request was answered during the failover: nothing was tested"
