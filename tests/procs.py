@@ -233,6 +233,9 @@ class Procs:
                                  *(["--cluster"] if cluster else [])], env)
 
     def cleanup(self) -> None:
+        for p in self.all:  # all at once: each then takes its own time to stop, not the sum of them
+            p.remember_descendants()
+            p.signal(signal.SIGTERM)
         for p in reversed(self.all):
             p.cleanup()
 
@@ -519,6 +522,14 @@ def statuses(r: redis.Redis, ids: Iterable[str]) -> dict[str, str | None]:
     for i in ids:
         pipe.hget(keys.article(nums[i]) if i in nums else keys.PREFIX + "none", "status")
     return {i: (s.decode() if s is not None else None) for i, s in zip(ids, pipe.execute())}
+
+
+def as_partition(cluster_of: Mapping[str, str]) -> set[frozenset[str]]:
+    """{article id: cluster id} as a set of clusters (each a frozenset of ids)."""
+    groups: dict[str, set[str]] = {}
+    for i, c in cluster_of.items():
+        groups.setdefault(c, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
 
 
 def partition(r: redis.Redis, ids: Iterable[str] | None = None) -> set[frozenset[str]]:

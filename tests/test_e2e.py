@@ -26,6 +26,7 @@ from tests.procs import (
     Http,
     Proc,
     Procs,
+    as_partition,
     base_env,
     check_index_invariants,
     make_corpus,
@@ -68,13 +69,6 @@ def clusters_by_http(http: Http, ids: list[str]) -> dict[str, str]:
         assert a["status"] == "done", a
         out[i] = a["cluster_id"]
     return out
-
-
-def as_partition(cluster_of: dict[str, str]) -> set[frozenset[str]]:
-    groups: dict[str, set[str]] = {}
-    for i, c in cluster_of.items():
-        groups.setdefault(c, set()).add(i)
-    return {frozenset(g) for g in groups.values()}
 
 
 def start_up(procs: Procs, data_dir: Path, workers: int) -> tuple[Proc, Http]:  # noqa: F811

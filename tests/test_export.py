@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from newsdedup import cli
+from newsdedup import cli, keys
 from newsdedup.articles import parse_article
 from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.ops.export import CSV_COLUMNS
-from tests.procs import make_corpus, partition
+from tests.procs import article_numbers, make_corpus, partition
+from tests.textgen import zh_article
 from workers.consumer import process_available
 
 
@@ -26,6 +27,14 @@ def filled(config: Config, redis_client: redis.Redis, monkeypatch: pytest.Monkey
               for a in corpus.articles])
     process_available(redis_client, config)
     d.delete(corpus.articles[0]["id"])
+    # re-posted with other text, a clustered article leaves its cluster for a singleton of its own: an
+    # explicit cluster of one under a new id (not c<n> of its number), which export must still find
+    deleted_story = corpus.story[corpus.articles[0]["id"]]
+    moved = next(a["id"] for a in corpus.articles if corpus.story[a["id"]] != deleted_story
+                 and sum(s == corpus.story[a["id"]] for s in corpus.story.values()) > 2)
+    d.submit([parse_article({"id": moved, "title": "another story", "text": zh_article(77, 800)})])
+    process_available(redis_client, config)
+    assert d.article(moved)["cluster_id"] != keys.cluster_id(article_numbers(redis_client)[moved])
     monkeypatch.setenv("REDIS_URL", str(config.redis_url))
     return partition(redis_client)
 

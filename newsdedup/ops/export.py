@@ -55,20 +55,17 @@ def clusters(r: Any, cfg: Config, min_size: int = 2) -> Iterator[dict[str, Any]]
     for source in sources:
         for page in _scan(r, source):
             groups: list[tuple[str, int | None, list[int]]] = []
-            if source == keys.SINGLES:
-                for cid in page:
-                    n = keys.cluster_number(cid)
-                    if n is not None:
-                        groups.append((cid, n, [n]))
-            else:
-                pipe = r.pipeline(transaction=False)
-                for cid in page:
-                    pipe.hget(keys.cluster(cid), "canonical").smembers(keys.cluster_members(cid))
-                replies = pipe.execute()
-                for i, cid in enumerate(page):
-                    canonical, members = replies[2 * i], replies[2 * i + 1]
+            pipe = r.pipeline(transaction=False)
+            for cid in page:
+                pipe.hget(keys.cluster(cid), "canonical").smembers(keys.cluster_members(cid))
+            replies = pipe.execute()
+            for i, cid in enumerate(page):
+                canonical, members = replies[2 * i], replies[2 * i + 1]
+                if members:  # explicit (a single may be one: what is left of a cluster, or a re-posted article)
                     if len(members) >= min_size:
                         groups.append((cid, int(canonical) if canonical else None, sorted(int(m) for m in members)))
+                elif source == keys.SINGLES and (n := keys.cluster_number(cid)) is not None:
+                    groups.append((cid, n, [n]))  # implicit: c<n> of its only article
             numbers = [n for _, _, ms in groups for n in ms]
             found = scripts.hmget_many([keys.article(n) for n in numbers], FIELDS)
             legacy = [{b"sig": row[5]} if row[5] is not None else {} for row in found]
