@@ -18,16 +18,14 @@ from newsdedup.dedup import Dedup
 from newsdedup.ops.redis_cluster import RedisCluster
 from newsdedup.ops.redis_server import RedisServer
 from tests.procs import partition
-from tests.textgen import en_article, light_edit, zh_article
+from tests.textgen import light_edit, stories_and_copies
 from workers.consumer import process_available
 
 
 def test_redis_cli_cluster_import_moves_a_single_redis_to_the_cluster(
         redis_server: RedisServer, redis_client: redis.Redis, config: Config, redis_cluster: RedisCluster) -> None:
     d = Dedup(redis_client, config)
-    texts = [zh_article(70 + i, 500) if i % 2 else en_article(70 + i, 200) for i in range(8)]
-    arts = [{"id": f"o{i}", "text": t} for i, t in enumerate(texts)]
-    arts += [{"id": f"c{i}", "text": light_edit(t, i, 0.01)} for i, t in enumerate(texts[:4])]
+    texts, arts = stories_and_copies(70, 8, 4)
     d.submit([parse_article(a) for a in arts])
     process_available(redis_client, config)
     before = partition(redis_client)

@@ -14,7 +14,7 @@ from newsdedup.config import Config
 from newsdedup.dedup import Dedup
 from newsdedup.storage.migrate import OLD_META, migrate_prefix
 from tests.procs import check_index_invariants, cluster_of, partition
-from tests.textgen import en_article, light_edit, zh_article
+from tests.textgen import light_edit, stories_and_copies
 from workers.consumer import process_available
 
 
@@ -33,9 +33,7 @@ def to_old_prefix(r: redis.Redis) -> int:
 def test_old_prefix_data_is_renamed_once_and_everything_reads_and_processes(redis_client: redis.Redis,
                                                                              config: Config) -> None:
     d = Dedup(redis_client, config)
-    texts = [zh_article(40 + i, 500) if i % 2 else en_article(40 + i, 200) for i in range(6)]
-    arts = [{"id": f"o{i}", "text": t} for i, t in enumerate(texts)]
-    arts += [{"id": f"c{i}", "text": light_edit(t, i, 0.01)} for i, t in enumerate(texts[:3])]
+    texts, arts = stories_and_copies(40, 6, 3)
     d.submit([parse_article(a) for a in arts])
     process_available(redis_client, config)
     before = partition(redis_client)

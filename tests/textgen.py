@@ -67,3 +67,11 @@ def near_copy(text: str) -> str:
     words = text.split()
     words[-3:] = ["changed", "ending", "here."]
     return " ".join(words) + "\nUpdated with a correction."
+
+
+def stories_and_copies(seed: int, stories: int, copies: int) -> tuple[list[str], list[dict[str, str]]]:
+    """Stories ``o<i>`` (Chinese and English in turn) and a light edit ``c<i>`` of the first ``copies``."""
+    texts = [zh_article(seed + i, 500) if i % 2 else en_article(seed + i, 200) for i in range(stories)]
+    arts = [{"id": f"o{i}", "text": t} for i, t in enumerate(texts)]
+    arts += [{"id": f"c{i}", "text": light_edit(t, i, 0.01)} for i, t in enumerate(texts[:copies])]
+    return texts, arts
