@@ -187,17 +187,18 @@ BLOB_FIELDS = ("sig", "text", "page", "lines", "repeated")  # moved from {nd}:a:
 BLOB_MATCH = "{nd.p*}:x:*"  # SCAN pattern of every blob
 
 
-def _partition_tag(i: int) -> str:
-    """The first of ``nd.p<i>``, ``nd.p<i>.0``, ``nd.p<i>.1``... whose slot is in partition i's range."""
-    lo, hi = i * SLOTS // PARTITIONS, (i + 1) * SLOTS // PARTITIONS
+def _chosen_tag(base: str, lo: int, hi: int) -> str:
+    """The first of ``base``, ``base.0``, ``base.1``... whose slot lies in ``[lo, hi)``: tags are chosen,
+    not named, so that any equal split of the slots spreads them evenly (docs/cluster.md)."""
     for k in range(-1, 1 << 20):
-        tag = f"nd.p{i}" if k < 0 else f"nd.p{i}.{k}"
+        tag = base if k < 0 else f"{base}.{k}"
         if lo <= key_slot(tag.encode()) < hi:
             return tag
-    raise AssertionError(f"no tag found for partition {i}")  # pragma: no cover - CRC16 covers every range
+    raise AssertionError(f"no tag found for {base}")  # pragma: no cover - CRC16 covers every range
 
 
-PARTITION_TAGS = tuple(_partition_tag(i) for i in range(PARTITIONS))
+PARTITION_TAGS = tuple(_chosen_tag(f"nd.p{i}", i * SLOTS // PARTITIONS, (i + 1) * SLOTS // PARTITIONS)
+                       for i in range(PARTITIONS))
 
 
 def blob(n: int) -> str:
@@ -274,11 +275,7 @@ def band_group(band: int) -> int:
 def _group_tag(j: int) -> str:
     lo, hi = _TAGGED_SLOTS
     span = hi - lo
-    first, last = lo + j * span // BAND_GROUPS, lo + (j + 1) * span // BAND_GROUPS
-    tag, k = f"nd.g{j}", 0
-    while not first <= key_slot(tag.encode()) < last:
-        tag, k = f"nd.g{j}.{k}", k + 1
-    return tag
+    return _chosen_tag(f"nd.g{j}", lo + j * span // BAND_GROUPS, lo + (j + 1) * span // BAND_GROUPS)
 
 
 BAND_GROUP_TAGS = tuple(_group_tag(j) for j in range(BAND_GROUPS))
