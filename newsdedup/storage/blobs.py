@@ -1,6 +1,6 @@
 """Article blobs: the bulky per-article fields, kept apart from the article hash in a partition slot.
 
-The article hash (``nd:a:{n}``) holds what transactions check and small fields; signature, kept
+The article hash (``{nd}:a:<n>``) holds what transactions check and small fields; signature, kept
 text, page, line marks and repeated blocks (``keys.BLOB_FIELDS``: 80 % of an article's bytes per
 ``bench/blob_memory.py``) live in ``keys.blob(n)``, spread over 48 partition slots so that memory
 spreads over the masters of a Redis Cluster. A blob is one key, so every call here is one command or one one-key script
